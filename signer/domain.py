@@ -1,0 +1,92 @@
+"""Domain values shared by every layer between the servicer and the HSM.
+
+Frozen dataclasses only: these cross process and layer boundaries and must not change under
+anyone's feet. Protobuf types never get past ``signer/server/servicer.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class CertType(str, Enum):
+    """The three DCC certificate types (PAYLOAD.md: exactly one of v / t / r)."""
+
+    VACCINATION = "vaccination"
+    TEST = "test"
+    RECOVERY = "recovery"
+
+
+#: Payload group key → certificate type (PAYLOAD.md "Top level").
+CERT_TYPE_BY_GROUP: dict[str, CertType] = {
+    "v": CertType.VACCINATION,
+    "t": CertType.TEST,
+    "r": CertType.RECOVERY,
+}
+
+
+class Alg(str, Enum):
+    """COSE signature algorithms an HCERT may use (HCERT.md §5)."""
+
+    ES256 = "ES256"
+    PS256 = "PS256"
+
+    @property
+    def cose_id(self) -> int:
+        return _COSE_ALG_IDS[self]
+
+    @classmethod
+    def from_cose_id(cls, value: object) -> Alg | None:
+        for alg, ident in _COSE_ALG_IDS.items():
+            if ident == value:
+                return alg
+        return None
+
+
+_COSE_ALG_IDS: dict[Alg, int] = {Alg.ES256: -7, Alg.PS256: -37}
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """Why one item of a batch was not signed.
+
+    ``code`` is stable and machine-readable (listed in the README), ``path`` a JSON pointer into
+    the item's payload (RFC 6901, ``""`` for the whole payload), ``message`` is for a person.
+    """
+
+    code: str
+    path: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignItem:
+    """One certificate to sign: a client-chosen id and the DCC JSON payload (UTF-8)."""
+
+    id: str
+    payload_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A signed certificate: the ``HC1:`` string and what a client needs to file it."""
+
+    hc1: str
+    kid: bytes
+    alg: Alg
+    iat: int
+    exp: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """Exactly one per item: ``signed`` is set, or ``errors`` is non-empty — never both."""
+
+    id: str
+    signed: Signed | None = None
+    errors: tuple[ItemError, ...] = ()
+
+    @classmethod
+    def failed(cls, item_id: str, *errors: ItemError) -> ItemResult:
+        return cls(id=item_id, errors=errors)
