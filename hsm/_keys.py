@@ -1,0 +1,152 @@
+"""Key generation templates, attribute checks and digest signing.
+
+Keys are generated inside the token with an explicit template (issue 2 §5): token object,
+private, sensitive, never extractable, sign only — no decrypt, unwrap, derive or wrap.
+Signing takes a SHA-256 digest computed in Python: SoftHSM 2.6 has no CKM_ECDSA_SHA256
+(PERFORMANCE.md), and hash-then-sign lets clients send only a digest (HCERT.md §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import pkcs11
+from pkcs11 import MGF, Attribute, KeyType, Mechanism, MechanismFlag
+from pkcs11.exceptions import PKCS11Error
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+from pkcs11.util.rsa import encode_rsa_public_key
+
+from hsm._errors import HsmError, WeakKeyError
+
+_P256_OID = "1.2.840.10045.3.1.7"  # secp256r1 / prime256v1
+RSA_BITS = 2048  # HCERT.md §5: PS256 with a 2048-bit modulus
+
+
+class KeyAlgorithm(str, Enum):
+    """The two key kinds HCERT allows (HCERT.md §5)."""
+
+    EC_P256 = "EC_P256"
+    RSA_2048 = "RSA_2048"
+
+
+# What a DSC private key must look like when read back (issue 2 §5). Each attribute → required value.
+REQUIRED_PRIVATE_ATTRIBUTES: dict[Attribute, bool] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.ALWAYS_SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.NEVER_EXTRACTABLE: True,
+    Attribute.SIGN: True,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+}
+
+_PRIVATE_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+    Attribute.MODIFIABLE: False,
+}
+_PUBLIC_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.DERIVE: False,
+    Attribute.MODIFIABLE: False,
+}
+_SIGN_ONLY = MechanismFlag.SIGN | MechanismFlag.VERIFY
+
+
+def check_private_key_attributes(key: pkcs11.PrivateKey) -> None:
+    """Raise :class:`WeakKeyError` unless the key is sign-only, sensitive and never extractable."""
+    problems: list[str] = []
+    for attribute, wanted in REQUIRED_PRIVATE_ATTRIBUTES.items():
+        try:
+            actual = key[attribute]
+        except PKCS11Error:
+            # An attribute that does not apply to the key type (CKA_DERIVE on some RSA keys,
+            # CKA_DECRYPT on EC keys for some modules) cannot grant that capability.
+            if wanted is False:
+                continue
+            problems.append(f"{attribute.name} unreadable (want {wanted})")
+            continue
+        if bool(actual) is not wanted:
+            problems.append(f"{attribute.name}={bool(actual)} (want {wanted})")
+    if problems:
+        raise WeakKeyError("private key attributes too weak: " + ", ".join(problems))
+
+
+def generate_keypair(
+    session: pkcs11.Session, algorithm: KeyAlgorithm, label: str, key_id: bytes
+) -> tuple[pkcs11.PublicKey, pkcs11.PrivateKey]:
+    """Generate a sign-only key pair inside the token; nothing private ever leaves it."""
+    try:
+        if algorithm is KeyAlgorithm.EC_P256:
+            params = session.create_domain_parameters(
+                KeyType.EC,
+                {Attribute.EC_PARAMS: encode_named_curve_parameters(_P256_OID)},
+                local=True,
+            )
+            return params.generate_keypair(
+                id=key_id,
+                label=label,
+                store=True,
+                capabilities=_SIGN_ONLY,
+                public_template=_PUBLIC_TEMPLATE,
+                private_template=_PRIVATE_TEMPLATE,
+            )
+        return session.generate_keypair(
+            KeyType.RSA,
+            RSA_BITS,
+            id=key_id,
+            label=label,
+            store=True,
+            capabilities=_SIGN_ONLY,
+            public_template=_PUBLIC_TEMPLATE,
+            private_template=_PRIVATE_TEMPLATE,
+        )
+    except PKCS11Error as e:
+        raise HsmError(f"key generation failed in the token: {type(e).__name__} {e}") from e
+
+
+def public_key_der(public_key: pkcs11.PublicKey) -> bytes:
+    """SubjectPublicKeyInfo (EC) or PKCS#1 RSAPublicKey (RSA) DER of a token public key."""
+    if public_key.key_type == KeyType.EC:
+        return encode_ec_public_key(public_key)
+    return encode_rsa_public_key(public_key)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SigningKey:
+    """A cached handle to a private key in the token and how to sign a SHA-256 digest with it."""
+
+    label: str
+    key_id: bytes
+    algorithm: KeyAlgorithm
+    handle: pkcs11.PrivateKey
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """Sign a 32-byte SHA-256 digest. ES256 comes back as raw r‖s, the COSE form."""
+        try:
+            if self.algorithm is KeyAlgorithm.EC_P256:
+                return self.handle.sign(digest, mechanism=Mechanism.ECDSA)
+            # python-pkcs11 defaults PSS to SHA-1/salt 20; HCERT needs SHA-256, MGF1-SHA-256,
+            # salt 32 (HCERT.md §5).
+            return self.handle.sign(
+                digest,
+                mechanism=Mechanism.RSA_PKCS_PSS,
+                mechanism_param=(Mechanism.SHA256, MGF.SHA256, 32),
+            )
+        except PKCS11Error as e:
+            raise HsmError(f"signing with {self.label!r} failed: {type(e).__name__} {e}") from e

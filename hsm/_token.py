@@ -1,0 +1,171 @@
+"""One logged-in PKCS#11 session on one token, and the objects the appliance keeps there.
+
+Besides key pairs, the token holds each key's DSC (a CKO_CERTIFICATE linked by CKA_ID) and small
+CKO_DATA records (the key's lifecycle state): everything every process and replica must agree on
+lives in the HSM, not in a local file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, ObjectClass
+from pkcs11.constants import CertificateType
+from pkcs11.exceptions import NoSuchToken, PinIncorrect, PinLenRange, PKCS11Error
+
+from hsm._errors import HsmError, HsmLoginError
+from hsm._keys import KeyAlgorithm, SigningKey, generate_keypair, public_key_der
+
+_P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")  # DER OID secp256r1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    """An X.509 certificate object in the token, linked to its key by CKA_ID."""
+
+    label: str
+    key_id: bytes
+    der: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredData:
+    """A CKO_DATA object: ``application`` names its kind, ``label`` its owner."""
+
+    application: str
+    label: str
+    value: bytes
+
+
+class HsmToken:
+    """A read/write user session on one token. Use from one thread only (see package docs)."""
+
+    def __init__(self, module_path: str, token_label: str, pin: str) -> None:
+        try:
+            lib = pkcs11.lib(module_path)
+        except (OSError, RuntimeError, PKCS11Error) as e:
+            raise HsmError(f"cannot load PKCS#11 module {module_path!r}: {e}") from e
+        try:
+            token = lib.get_token(token_label=token_label)
+        except NoSuchToken as e:
+            raise HsmLoginError(f"no token labelled {token_label!r} in {module_path}") from e
+        except PKCS11Error as e:
+            raise HsmError(f"cannot list tokens of {module_path}: {type(e).__name__}") from e
+        try:
+            self._session = token.open(rw=True, user_pin=pin)
+        except (PinIncorrect, PinLenRange) as e:
+            raise HsmLoginError(f"token {token_label!r} refused the user PIN") from e
+        except PKCS11Error as e:
+            raise HsmError(f"cannot log in to token {token_label!r}: {type(e).__name__}") from e
+        self.token_label = token_label
+
+    def close(self) -> None:
+        try:
+            self._session.close()
+        except PKCS11Error:
+            pass
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def signing_keys(self) -> list[SigningKey]:
+        """Every private key in the token that HCERT can use (P-256 EC, RSA-2048+)."""
+        keys: list[SigningKey] = []
+        for obj in self._objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
+            algorithm = _algorithm_of(obj)
+            if algorithm is not None:
+                keys.append(
+                    SigningKey(
+                        label=str(obj[Attribute.LABEL]),
+                        key_id=bytes(obj[Attribute.ID]),
+                        algorithm=algorithm,
+                        handle=obj,  # type: ignore[arg-type]
+                    )
+                )
+        return keys
+
+    def generate_key(self, algorithm: KeyAlgorithm, label: str, key_id: bytes) -> SigningKey:
+        if any(True for _ in self._objects({Attribute.LABEL: label})):
+            raise HsmError(f"the token already holds an object labelled {label!r}")
+        _, private = generate_keypair(self._session, algorithm, label, key_id)
+        return SigningKey(label=label, key_id=key_id, algorithm=algorithm, handle=private)
+
+    def public_key_der(self, key_id: bytes) -> bytes:
+        """The DER public key of the pair with this CKA_ID (SPKI for EC, PKCS#1 for RSA)."""
+        for obj in self._objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id}):
+            return public_key_der(obj)  # type: ignore[arg-type]
+        raise HsmError(f"no public key with id {key_id.hex()} in the token")
+
+    # -- certificates and data records -----------------------------------------------------------
+
+    def certificates(self) -> list[StoredCertificate]:
+        return [
+            StoredCertificate(
+                label=str(obj[Attribute.LABEL]),
+                key_id=bytes(obj[Attribute.ID]),
+                der=bytes(obj[Attribute.VALUE]),
+            )
+            for obj in self._objects({Attribute.CLASS: ObjectClass.CERTIFICATE})
+        ]
+
+    def store_certificate(self, label: str, key_id: bytes, der: bytes, subject_der: bytes) -> None:
+        self._create(
+            {
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: False,
+                Attribute.LABEL: label,
+                Attribute.ID: key_id,
+                Attribute.SUBJECT: subject_der,
+                Attribute.VALUE: der,
+            }
+        )
+
+    def data_objects(self, application: str) -> list[StoredData]:
+        query = {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: application}
+        return [
+            StoredData(application, str(obj[Attribute.LABEL]), bytes(obj[Attribute.VALUE]))
+            for obj in self._objects(query)
+        ]
+
+    def put_data(self, application: str, label: str, value: bytes) -> None:
+        """Create or replace the data record (application, label)."""
+        query = {
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.APPLICATION: application,
+            Attribute.LABEL: label,
+        }
+        for obj in self._objects(query):
+            try:
+                obj.destroy()
+            except PKCS11Error as e:
+                raise HsmError(f"cannot replace data record {label!r}: {e}") from e
+        self._create({**query, Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.VALUE: value})
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _objects(self, query: dict[Attribute, Any]) -> list[pkcs11.Object]:
+        try:
+            return list(self._session.get_objects(query))
+        except PKCS11Error as e:
+            raise HsmError(f"object search failed: {type(e).__name__} {e}") from e
+
+    def _create(self, attrs: dict[Attribute, Any]) -> None:
+        try:
+            self._session.create_object(attrs)
+        except PKCS11Error as e:
+            raise HsmError(f"cannot create object in the token: {type(e).__name__} {e}") from e
+
+
+def _algorithm_of(key: pkcs11.Object) -> KeyAlgorithm | None:
+    try:
+        key_type = key[Attribute.KEY_TYPE]
+        if key_type == KeyType.EC:
+            return KeyAlgorithm.EC_P256 if bytes(key[Attribute.EC_PARAMS]) == _P256_PARAMS else None
+        if key_type == KeyType.RSA:
+            return KeyAlgorithm.RSA_2048 if len(key[Attribute.MODULUS]) * 8 >= 2048 else None
+    except PKCS11Error:
+        return None
+    return None

@@ -1,0 +1,158 @@
+"""The ``signer`` command. ``SignerError`` is caught once, here (STYLE.md "Errors")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from signer.config import load_config
+from signer.errors import SignerError
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+_EPILOG = """\
+examples:
+  signer serve                                  dev appliance on embedded defaults (SoftHSM in .dev/)
+  signer serve --config config/example.toml     production: vendor PKCS#11 module, PIN from env/file
+  signer sign certs.jsonl --server 127.0.0.1:50051 > signed.jsonl
+  signer trust-list --server 127.0.0.1:50051 --out trust/
+  signer bench --items 200000
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="signer",
+        description="hcert-signer: signs EU DCC payloads into HC1: strings with keys in a PKCS#11 HSM.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gRPC signing server (one worker process per core)",
+        description="Run the appliance. Without --config it uses the embedded development "
+        "defaults: a SoftHSM token under .dev/ with a dev CSCA and DSC created on first run.",
+    )
+    serve.add_argument("--config", type=Path, help="TOML config file (default: embedded dev defaults)")
+    serve.add_argument("--port", type=int, help="gRPC port (0 = any free port); overrides the config")
+    serve.add_argument("--metrics-port", type=int, help="Prometheus port (0 = any free port)")
+    serve.add_argument("--workers", type=int, help="worker processes (0 = one per core)")
+    serve.add_argument("--ready-file", type=Path, help="write {port, metrics_port, pids} as JSON here once serving")
+
+    sign = commands.add_parser(
+        "sign",
+        help="sign a JSONL file of DCC payloads through a running server",
+        description="Reads one DCC JSON payload per line (FILE or - for stdin) and writes one JSON "
+        "result per line to stdout: {line, id, hc1, kid, alg, iat, exp} or {line, id, errors}. "
+        "Progress goes to stderr. Exit status 1 when any item was rejected.",
+    )
+    sign.add_argument("file", help="JSONL input, or - for stdin")
+    sign.add_argument("--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})")
+    sign.add_argument("--out", type=Path, help="write results here instead of stdout")
+    sign.add_argument("--batch", type=int, default=500, help="items per request (default 500)")
+    sign.add_argument("--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm")
+    sign.add_argument("--quiet", action="store_true", help="no progress output")
+
+    trust = commands.add_parser(
+        "trust-list",
+        help="write every DSC the server knows as PEM files",
+        description="Fetches the trust list and writes one PEM file per DSC "
+        "(<label>-<kid hex>.pem) into --out; prints a table of kid, alg, state and validity.",
+    )
+    trust.add_argument("--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})")
+    trust.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure the raw HSM sign rate and end-to-end HC1 issuance in one run",
+        description="Measures (a) raw python-pkcs11 signatures/s on the token with the same "
+        "number of processes as server workers and (b) end-to-end HC1 issuance through gRPC with "
+        "realistic Vietnamese payloads from a load generator on this machine; prints certs/s, "
+        "p50/p99 batch latency, server RSS and the ratio (b)/(a).",
+    )
+    bench.add_argument("--config", type=Path, help="TOML config (default: embedded dev defaults)")
+    bench.add_argument("--workers", type=int, help="server worker processes (default: one per core)")
+    bench.add_argument("--seconds", type=float, default=10.0, help="duration of the raw phase")
+    bench.add_argument("--items", type=int, default=200_000, help="items in the end-to-end phase")
+    bench.add_argument("--batch", type=int, default=1000, help="items per request")
+    bench.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    bench.add_argument("--alg", choices=["ES256", "PS256"], default="ES256")
+    bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "sign":
+            return _sign(args)
+        if args.command == "trust-list":
+            return _trust_list(args)
+        if args.command == "bench":
+            from signer.bench import run_bench
+
+            return run_bench(args)
+    except SignerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from signer.server.supervisor import serve
+
+    config = load_config(args.config)
+    overrides = {
+        k: v
+        for k, v in (("port", args.port), ("metrics_port", args.metrics_port), ("workers", args.workers))
+        if v is not None
+    }
+    if overrides:
+        config = replace(config, server=replace(config.server, **overrides))
+    return serve(config, ready_file=args.ready_file, say=lambda line: print(line, flush=True))
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from signer.client import sign_file
+
+    path = None if args.file == "-" else Path(args.file)
+    progress = None if args.quiet else sys.stderr
+    if args.out is not None:
+        with args.out.open("w", encoding="utf-8") as out:
+            tally = sign_file(path, args.server, out, args.batch, args.alg, progress)
+    else:
+        tally = sign_file(path, args.server, sys.stdout, args.batch, args.alg, progress)
+    return 1 if tally.rejected else 0
+
+
+def _trust_list(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from signer.client import fetch_trust_list, write_trust_list
+
+    entries = fetch_trust_list(args.server)
+    paths = write_trust_list(entries, args.out)
+    states = {1: "pending", 2: "active", 3: "retired"}
+    algs = {1: "ES256", 2: "PS256"}
+    print(f"{'label':24} {'kid (hex)':16} {'alg':5} {'state':8} {'not after':20} file")
+    for entry, path in zip(entries, paths, strict=True):
+        not_after = dt.datetime.fromtimestamp(entry.not_after, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        print(
+            f"{entry.label:24} {entry.kid.hex():16} {algs.get(entry.alg, '?'):5} "
+            f"{states.get(entry.state, '?'):8} {not_after:20} {path}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Client side of the CLI: stream a JSONL file through SignStream, fetch the trust list."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from signer.api.v1 import signer_pb2 as pb
+from signer.api.v1 import signer_pb2_grpc as pb_grpc
+from signer.errors import BackendError, RequestError
+
+_ALGS = {"": pb.ALGORITHM_UNSPECIFIED, "ES256": pb.ALGORITHM_ES256, "PS256": pb.ALGORITHM_PS256}
+_ALG_NAMES = {pb.ALGORITHM_ES256: "ES256", pb.ALGORITHM_PS256: "PS256"}
+_MAX_MESSAGE = 64 << 20
+
+
+def channel(address: str) -> grpc.Channel:
+    return grpc.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+        ],
+    )
+
+
+@dataclass
+class SignTally:
+    signed: int = 0
+    rejected: int = 0
+
+
+def _batches(lines: Iterable[str], size: int, alg: str) -> Iterator[tuple[list[int], pb.SignBatchRequest]]:
+    numbers: list[int] = []
+    items: list[pb.SignItem] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        numbers.append(number)
+        items.append(pb.SignItem(id=str(number), payload_json=text))
+        if len(items) == size:
+            yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg])
+            numbers, items = [], []
+    if items:
+        yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg])
+
+
+def sign_file(
+    path: Path | None,
+    address: str,
+    out: IO[str],
+    batch: int = 500,
+    alg: str = "",
+    progress: IO[str] | None = sys.stderr,
+) -> SignTally:
+    """Sign every non-blank line of ``path`` (None = stdin); one JSON result line per input."""
+    source = sys.stdin if path is None else path.open(encoding="utf-8")
+    tally = SignTally()
+    pending: list[list[int]] = []
+
+    def requests() -> Iterator[pb.SignBatchRequest]:
+        for numbers, request in _batches(source, batch, alg):
+            pending.append(numbers)
+            yield request
+
+    started = last = time.monotonic()
+    try:
+        with channel(address) as ch:
+            stub = pb_grpc.SignerStub(ch)
+            for response in stub.SignStream(requests()):
+                numbers = pending.pop(0)
+                for number, result in zip(numbers, response.results, strict=True):
+                    out.write(json.dumps(_result_json(number, result), ensure_ascii=False) + "\n")
+                    if result.HasField("signed"):
+                        tally.signed += 1
+                    else:
+                        tally.rejected += 1
+                now = time.monotonic()
+                if progress is not None and now - last >= 1.0:
+                    last = now
+                    _report(progress, tally, now - started, final=False)
+    except grpc.RpcError as e:
+        raise _rpc_error(e, address) from e
+    finally:
+        if path is not None:
+            source.close()
+    if progress is not None:
+        _report(progress, tally, time.monotonic() - started, final=True)
+    return tally
+
+
+def _report(stream: IO[str], tally: SignTally, seconds: float, final: bool) -> None:
+    done = tally.signed + tally.rejected
+    rate = done / seconds if seconds > 0 else 0.0
+    word = "done" if final else "…"
+    stream.write(
+        f"{word} {done} items: {tally.signed} signed, {tally.rejected} rejected ({rate:,.0f}/s)\n"
+    )
+    stream.flush()
+
+
+def _result_json(line: int, result: pb.ItemResult) -> dict[str, object]:
+    if result.HasField("signed"):
+        s = result.signed
+        return {
+            "line": line,
+            "id": result.id,
+            "hc1": s.hc1,
+            "kid": base64.b64encode(s.kid).decode(),
+            "alg": _ALG_NAMES.get(s.alg, "?"),
+            "iat": s.iat,
+            "exp": s.exp,
+        }
+    return {
+        "line": line,
+        "id": result.id,
+        "errors": [
+            {"code": e.code, "path": e.path, "message": e.message} for e in result.rejected.errors
+        ],
+    }
+
+
+def fetch_trust_list(address: str) -> list[pb.TrustListEntry]:
+    try:
+        with channel(address) as ch:
+            return list(pb_grpc.SignerStub(ch).GetTrustList(pb.GetTrustListRequest()).entries)
+    except grpc.RpcError as e:
+        raise _rpc_error(e, address) from e
+
+
+def write_trust_list(entries: Iterable[pb.TrustListEntry], directory: Path) -> list[Path]:
+    """One PEM file per DSC, named after its label and kid."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in entries:
+        certificate = x509.load_der_x509_certificate(entry.certificate_der)
+        path = directory / f"{entry.label}-{entry.kid.hex()}.pem"
+        path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        written.append(path)
+    return written
+
+
+def _rpc_error(error: grpc.RpcError, address: str) -> Exception:
+    code = error.code() if isinstance(error, grpc.Call) else None
+    details = error.details() if isinstance(error, grpc.Call) else str(error)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return RequestError(f"the server refused the request: {details}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendError(f"the signer at {address} is unavailable: {details}")
+    return BackendError(f"RPC to {address} failed ({code.name if code else '?'}): {details}")

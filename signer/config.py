@@ -1,0 +1,183 @@
+"""Configuration: frozen dataclasses, embedded defaults, optional TOML file.
+
+The embedded defaults are the development appliance (``make run``): a SoftHSM token under
+``.dev/``, created with a dev CSCA and DSC on first run. A production config (see
+``config/example.toml``) names the vendor PKCS#11 module and turns the dev bootstrap off.
+PINs never live here: the config names an environment variable and/or a file to read them from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from signer.domain import CertType
+from signer.errors import ConfigError
+
+DEFAULT_VALIDITY_DAYS = 365  # issue 2 §4: exp = iat + 365 days unless configured per type
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    workers: int = 0  # 0 = one per core
+    max_batch: int = 1000
+    max_payload_bytes: int = 16384
+    stream_window: int = 2  # batches of one stream in flight per worker
+
+    def worker_count(self) -> int:
+        return self.workers if self.workers > 0 else max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class HsmConfig:
+    module: str = "softhsm"  # path to the PKCS#11 module; "softhsm" finds libsofthsm2.so
+    token_label: str = "hcert-dev"
+    pin_env: str = "HCERT_SIGNER_PIN"
+    pin_file: str = ""
+    key_refresh_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerConfig:
+    country: str = "VN"
+    validity_days: dict[str, int] = field(
+        default_factory=lambda: {t.value: DEFAULT_VALIDITY_DAYS for t in CertType}
+    )
+
+    def validity_seconds(self, cert_type: CertType) -> int:
+        return self.validity_days.get(cert_type.value, DEFAULT_VALIDITY_DAYS) * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class DevConfig:
+    """Development bootstrap. Never enable in production: the CSCA key sits in a file."""
+
+    bootstrap: bool = True
+    directory: str = ".dev"
+    key_algorithms: tuple[str, ...] = ("ES256",)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    hsm: HsmConfig = field(default_factory=HsmConfig)
+    issuer: IssuerConfig = field(default_factory=IssuerConfig)
+    dev: DevConfig = field(default_factory=DevConfig)
+
+    @property
+    def dev_dir(self) -> Path:
+        return Path(self.dev.directory).resolve()
+
+    @property
+    def softhsm_dir(self) -> Path:
+        return self.dev_dir / "softhsm"
+
+    @property
+    def dev_pin_file(self) -> Path:
+        return self.dev_dir / "user.pin"
+
+    def read_pin(self) -> str:
+        """The user PIN from the env var named in the config, else from the PIN file."""
+        pin = os.environ.get(self.hsm.pin_env, "") if self.hsm.pin_env else ""
+        if pin:
+            return pin
+        path = Path(self.hsm.pin_file) if self.hsm.pin_file else None
+        if path is None and self.dev.bootstrap:
+            path = self.dev_pin_file
+        if path is None:
+            raise ConfigError(
+                f"no HSM PIN: set the environment variable {self.hsm.pin_env or '(pin_env)'} "
+                "or name a file in [hsm] pin_file"
+            )
+        try:
+            pin = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the PIN file {path}: {e.strerror}") from e
+        if not pin:
+            raise ConfigError(f"the PIN file {path} is empty")
+        return pin
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "hsm": HsmConfig,
+    "issuer": IssuerConfig,
+    "dev": DevConfig,
+}
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Embedded defaults, overridden by the TOML file at ``path`` when given."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config {path} is not valid TOML: {e}") from e
+    return config_from_mapping(data, source=str(path))
+
+
+def config_from_mapping(data: dict[str, Any], source: str = "config") -> Config:
+    config = Config()
+    for section, values in data.items():
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            raise ConfigError(f"{source}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        if section == "hsm" and any("pin" == k or k.endswith("_pin") for k in values):
+            raise ConfigError(
+                f"{source}: PINs never go in the config file; use [hsm] pin_env or pin_file"
+            )
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+        current = getattr(config, section)
+        kwargs = {k: _coerce(section, k, v, getattr(current, k)) for k, v in values.items()}
+        config = replace(config, **{section: replace(current, **kwargs)})
+    _check(config, source)
+    return config
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"[{section}] {key} must be a list")
+        return tuple(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{section}] {key} must be a table")
+        return {**default, **value}
+    if isinstance(default, bool) is not isinstance(value, bool) or (
+        not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int))
+    ):
+        raise ConfigError(f"[{section}] {key} must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _check(config: Config, source: str) -> None:
+    if not 1 <= config.server.max_batch <= 100_000:
+        raise ConfigError(f"{source}: [server] max_batch must be 1..100000")
+    if config.server.stream_window < 1:
+        raise ConfigError(f"{source}: [server] stream_window must be ≥ 1")
+    bad_types = set(config.issuer.validity_days) - {t.value for t in CertType}
+    if bad_types:
+        raise ConfigError(f"{source}: [issuer.validity_days] unknown type(s) {sorted(bad_types)}")
+    if any(d < 1 for d in config.issuer.validity_days.values()):
+        raise ConfigError(f"{source}: [issuer.validity_days] must be ≥ 1 day")
+    if len(config.issuer.country) != 2 or not config.issuer.country.isupper():
+        raise ConfigError(f"{source}: [issuer] country must be an ISO 3166-1 alpha-2 code")
+    bad_algs = set(config.dev.key_algorithms) - {"ES256", "PS256"}
+    if bad_algs:
+        raise ConfigError(f"{source}: [dev] key_algorithms: unknown {sorted(bad_algs)}")

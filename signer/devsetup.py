@@ -1,0 +1,78 @@
+"""``make run`` on a fresh machine: a SoftHSM token under ``.dev/`` with a dev CSCA and DSC.
+
+Runs in a short-lived child process, so the supervisor itself never loads the PKCS#11 module
+(workers open it only after they start: STYLE.md "Concurrency").
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import sys
+
+from hsm import HsmError, HsmToken, SoftHsm, find_softhsm_module
+from signer.config import Config
+from signer.domain import Alg
+from signer.errors import BackendError, ConfigError
+from signer.keys.devca import ensure_dev_keys
+
+
+def resolve_module(config: Config) -> str:
+    """The PKCS#11 module path; ``softhsm`` means the locally installed SoftHSM."""
+    if config.hsm.module != "softhsm":
+        if not os.path.exists(config.hsm.module):
+            raise ConfigError(f"[hsm] module {config.hsm.module!r} does not exist")
+        return config.hsm.module
+    module = find_softhsm_module()
+    if module is None:
+        raise ConfigError(
+            "SoftHSM is not installed: run 'make run' (it installs softhsm2 with apt) or "
+            "'apt-get install softhsm2', or set [hsm] module to your vendor's PKCS#11 module"
+        )
+    return module
+
+
+def prepare_dev_environment(config: Config) -> None:
+    """Lay out SoftHSM under the dev directory and create the token and dev keys if missing."""
+    if not config.dev.bootstrap:
+        return
+    softhsm = SoftHsm(config.softhsm_dir)
+    softhsm.ensure_layout()
+    softhsm.activate()  # inherited by the workers
+    pin_file = config.dev_pin_file
+    if not pin_file.exists():
+        pin_file.parent.mkdir(parents=True, exist_ok=True)
+        pin_file.touch(mode=0o600)
+        pin_file.write_text(secrets.token_hex(8) + "\n")
+    try:
+        if not softhsm.has_token(config.hsm.token_label):
+            print(f"creating SoftHSM token {config.hsm.token_label!r} in {softhsm.directory}", flush=True)
+            softhsm.init_token(config.hsm.token_label, config.read_pin(), secrets.token_hex(8))
+    except HsmError as e:
+        raise BackendError(str(e)) from e
+    child = multiprocessing.get_context("spawn").Process(
+        target=_ensure_keys_in_child, args=(config,), name="dev-setup"
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise BackendError("creating the dev keys failed (see the error above)")
+
+
+def _ensure_keys_in_child(config: Config) -> None:
+    try:
+        token = HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
+        try:
+            ensure_dev_keys(
+                token,
+                config.dev_dir,
+                config.issuer.country,
+                [Alg(a) for a in config.dev.key_algorithms],
+                lambda line: print(line, flush=True),
+            )
+        finally:
+            token.close()
+    except (HsmError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)

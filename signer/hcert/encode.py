@@ -1,0 +1,93 @@
+"""The issuer half of HCERT, byte exact (HCERT.md §1):
+
+    claims {1: iss, 6: iat, 4: exp, -260: {1: DCC}}  ──CBOR──►  payload bstr
+    Sig_structure = ["Signature1", protected, h'', payload]  ──SHA-256──►  digest  ──HSM──►  sig
+    COSE_Sign1 = 18([protected, {}, payload, sig])  ──zlib──►  ──base45──►  "HC1:" …
+
+Everything that depends only on the key (the protected header {1: alg, 4: kid} and the CBOR
+framing around it) is encoded once per key, so the per-item work is one CBOR encode of the
+claims, one hash, one signature, one compression and one base45 pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+
+from signer.domain import Alg
+from signer.hcert import base45
+
+HC1_PREFIX = "HC1:"
+ZLIB_LEVEL = 9  # the reference issuer's level (HCERT.md §6); 6 costs and yields the same here
+# A 4 KiB window covers a whole HCERT (schema strings ≤ 80 chars keep them under ~2 KiB) and
+# halves compression time versus the default 32 KiB, whose tables zlib clears for every call.
+# The output is a standard zlib stream; inflaters accept any window up to 32 KiB (RFC 1950).
+ZLIB_WBITS = 12
+
+CLAIM_ISS, CLAIM_IAT, CLAIM_EXP, CLAIM_HCERT = 1, 6, 4, -260
+HCERT_EU_DCC_V1 = 1
+COSE_HEADER_ALG, COSE_HEADER_KID = 1, 4
+COSE_SIGN1_TAG = 18
+
+
+def bstr_head(length: int) -> bytes:
+    """The CBOR head of a byte string of ``length`` bytes (RFC 8949 §3, major type 2)."""
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    return b"\x5a" + length.to_bytes(4, "big")
+
+
+def protected_header(alg: Alg, kid: bytes) -> bytes:
+    """``{1: alg, 4: kid}`` as CBOR; the unprotected header stays empty (HCERT.md §3)."""
+    return cbor2.dumps({COSE_HEADER_ALG: alg.cose_id, COSE_HEADER_KID: kid})
+
+
+def claims_bytes(dcc: Any, iss: str, iat: int, exp: int) -> bytes:
+    return cbor2.dumps(
+        {CLAIM_ISS: iss, CLAIM_IAT: iat, CLAIM_EXP: exp, CLAIM_HCERT: {HCERT_EU_DCC_V1: dcc}}
+    )
+
+
+class HcertEncoder:
+    """Encodes and signs HCERTs for one key; ``sign_digest`` is the HSM call (SHA-256 in)."""
+
+    __slots__ = ("_cose_head", "_sig_head", "_sign_digest", "alg", "kid")
+
+    def __init__(self, alg: Alg, kid: bytes, sign_digest: Callable[[bytes], bytes]) -> None:
+        self.alg = alg
+        self.kid = kid
+        self._sign_digest = sign_digest
+        protected = protected_header(alg, kid)
+        protected_bstr = bstr_head(len(protected)) + protected
+        # Sig_structure: array(4), "Signature1", protected bstr, external_aad h'' (RFC 8152 §4.4)
+        self._sig_head = b"\x84" + cbor2.dumps("Signature1") + protected_bstr + b"\x40"
+        # COSE_Sign1: tag 18, array(4), protected bstr, unprotected {} (HCERT.md §3)
+        self._cose_head = b"\xd2\x84" + protected_bstr + b"\xa0"
+
+    def to_be_signed(self, claims: bytes) -> bytes:
+        """The Sig_structure whose SHA-256 the HSM signs."""
+        return self._sig_head + bstr_head(len(claims)) + claims
+
+    def assemble(self, claims: bytes, signature: bytes) -> str:
+        """COSE_Sign1 → zlib → base45 → ``HC1:``."""
+        cose = (
+            self._cose_head
+            + bstr_head(len(claims))
+            + claims
+            + bstr_head(len(signature))
+            + signature
+        )
+        return HC1_PREFIX + base45.encode(zlib.compress(cose, ZLIB_LEVEL, ZLIB_WBITS))
+
+    def encode(self, dcc: Any, iss: str, iat: int, exp: int) -> str:
+        claims = claims_bytes(dcc, iss, iat, exp)
+        digest = hashlib.sha256(self.to_be_signed(claims)).digest()
+        return self.assemble(claims, self._sign_digest(digest))

@@ -1,0 +1,147 @@
+"""The live view of the keys in the HSM: which DSCs exist, which keys may sign, and which one
+signs a given certificate.
+
+Built and refreshed inside the worker's HSM thread. A key signs only when it has a DSC in the
+token, an ``active`` state record whose time has come, sign-only / sensitive / never-extractable
+attributes, and it passed a self-test: a signature made in the HSM that verifies with the DSC's
+public key (catches a key/certificate mix-up before any certificate is issued).
+
+Several keys active for one certificate type: the requested algorithm wins (ES256 when none is
+requested), then the most recently activated key whose DSC covers the certificate's whole
+validity [iat, exp] (GOV §2.3: never sign documents that outlive the DSC).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
+from hsm import check_private_key_attributes as check_attributes
+from signer.domain import Alg, CertType
+from signer.hcert.encode import HcertEncoder
+from signer.keys.dsc import DscFacts, verify_digest_signature
+from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
+
+log = logging.getLogger(__name__)
+
+_KEY_ALGS = {KeyAlgorithm.EC_P256: Alg.ES256, KeyAlgorithm.RSA_2048: Alg.PS256}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """One DSC in the token and the state of its key (a trust-list row)."""
+
+    label: str
+    dsc: DscFacts
+    state: KeyState
+    since: int
+    problem: str | None = None  # why an active key cannot sign (weak attributes, self-test)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveKey:
+    entry: KeyEntry
+    encoder: HcertEncoder
+
+    def covers(self, iat: int, exp: int) -> bool:
+        return self.entry.dsc.not_before <= iat and exp <= self.entry.dsc.not_after
+
+
+class NoKey(Exception):  # noqa: N818 - a selection outcome, not a fault
+    """No active key can sign this certificate; ``code`` and message go into the item error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KeyRegistry:
+    def __init__(self, token: HsmToken) -> None:
+        self._token = token
+        self._verified: dict[tuple[bytes, bytes], ActiveKey] = {}  # (key id, kid) → passed self-test
+        self.entries: tuple[KeyEntry, ...] = ()
+        self._active: tuple[ActiveKey, ...] = ()
+
+    def refresh(self, now: float) -> None:
+        """Re-read keys, DSCs and state records from the token (cheap when nothing changed)."""
+        keys = {k.key_id: k for k in self._token.signing_keys()}
+        states: dict[str, KeyStateRecord] = {}
+        for record in self._token.data_objects(STATE_APPLICATION):
+            try:
+                states[record.label] = KeyStateRecord.from_bytes(record.value)
+            except (ValueError, KeyError) as e:
+                log.error("ignoring unreadable key-state record %r: %s", record.label, e)
+        entries: list[KeyEntry] = []
+        active: list[ActiveKey] = []
+        for stored in self._token.certificates():
+            key = keys.get(stored.key_id)
+            if key is None:
+                continue  # a CA or foreign certificate, not a DSC of ours
+            try:
+                dsc = DscFacts.from_der(stored.der)
+            except ValueError as e:
+                log.error("ignoring certificate %r: %s", stored.label, e)
+                continue
+            record = states.get(key.label, KeyStateRecord(KeyState.PENDING, 0))
+            state = record.effective(now)
+            entry = KeyEntry(key.label, dsc, state, record.since)
+            if state is KeyState.ACTIVE:
+                try:
+                    active.append(self._verify(key, entry))
+                except (WeakKeyError, HsmError, ValueError) as e:
+                    entry = KeyEntry(key.label, dsc, state, record.since, problem=str(e))
+                    log.error("key %r is active but cannot sign: %s", key.label, e)
+            entries.append(entry)
+        self.entries = tuple(entries)
+        # Most recently activated first; ties broken by the newer DSC.
+        self._active = tuple(
+            sorted(active, key=lambda a: (a.entry.since, a.entry.dsc.not_before), reverse=True)
+        )
+
+    def _verify(self, key: SigningKey, entry: KeyEntry) -> ActiveKey:
+        cached = self._verified.get((key.key_id, entry.dsc.kid))
+        if cached is not None:
+            return ActiveKey(entry, cached.encoder)
+        if _KEY_ALGS[key.algorithm] is not entry.dsc.alg:
+            raise ValueError(f"key is {key.algorithm.value} but its DSC is for {entry.dsc.alg.value}")
+        check_attributes(key.handle)
+        digest = os.urandom(32)
+        if not verify_digest_signature(
+            entry.dsc.certificate, entry.dsc.alg, digest, key.sign_digest(digest)
+        ):
+            raise ValueError("self-test failed: the key's signature does not verify with its DSC")
+        ready = ActiveKey(entry, HcertEncoder(entry.dsc.alg, entry.dsc.kid, key.sign_digest))
+        self._verified[(key.key_id, entry.dsc.kid)] = ready
+        return ready
+
+    def serving(self, now: float) -> bool:
+        """True when at least one active key has a DSC valid right now."""
+        return any(a.entry.dsc.not_before <= now <= a.entry.dsc.not_after for a in self._active)
+
+    def select(self, cert_type: CertType, alg: Alg | None, iat: int, exp: int) -> ActiveKey:
+        """The key that signs a certificate of ``cert_type`` valid over [iat, exp]."""
+        wanted = alg or Alg.ES256
+        typed = [a for a in self._active if cert_type in a.entry.dsc.types]
+        if alg is None and not any(a.entry.dsc.alg is wanted for a in typed):
+            wanted = Alg.PS256
+        candidates = [a for a in typed if a.entry.dsc.alg is wanted]
+        for candidate in candidates:
+            if candidate.covers(iat, exp):
+                return candidate
+        if not candidates:
+            raise NoKey("no_key", f"no active {wanted.value} key may sign {cert_type.value} certificates")
+        best = candidates[0].entry.dsc
+        if best.not_before > iat:
+            raise NoKey(
+                "dsc_not_yet_valid",
+                f"the active DSC (kid {best.kid.hex()}) is valid only from {best.not_before} "
+                f"(epoch seconds); it cannot sign at {iat}",
+            )
+        raise NoKey(
+            "dsc_validity",
+            f"the certificate would expire at {exp} (epoch seconds), after the active DSC "
+            f"(kid {best.kid.hex()}) expires at {best.not_after}; a security officer must activate "
+            "a key with a longer-lived DSC",
+        )

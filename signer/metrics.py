@@ -1,0 +1,43 @@
+"""Prometheus metrics, correct across worker processes.
+
+Workers write to prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by
+the supervisor before it starts them); the supervisor serves ``/metrics`` by merging them.
+Counters are bumped once per batch, not per item, to keep the hot path free of metric writes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ITEMS = Counter(
+    "hcert_items_total", "Batch items processed, by outcome (signed / rejected).", ["outcome"]
+)
+ITEM_ERRORS = Counter(
+    "hcert_item_errors_total", "Item errors (an item may carry several), by code.", ["code"]
+)
+BATCHES = Counter("hcert_batches_total", "Batches processed, by RPC.", ["rpc"])
+BATCH_SECONDS = Histogram(
+    "hcert_batch_seconds",
+    "Time to process one batch inside a worker (validation, signing, encoding).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SIGNATURES = Counter("hcert_signatures_total", "Signatures made in the HSM, by kid.", ["kid"])
+HSM_ERRORS = Counter("hcert_hsm_errors_total", "HSM operations that failed.")
+WORKER_READY = Gauge(
+    "hcert_worker_ready",
+    "1 while a worker is logged in and has an active key with a valid DSC.",
+    ["pid"],
+    multiprocess_mode="liveall",
+)
+KEY_STATE = Gauge(
+    "hcert_key_state",
+    "1 for the key's current state (pending / active / retired), by kid and label.",
+    ["kid", "label", "state"],
+    multiprocess_mode="livemax",
+)
+DSC_NOT_AFTER = Gauge(
+    "hcert_dsc_not_after_seconds",
+    "DSC notAfter, seconds since the epoch, by kid.",
+    ["kid", "label"],
+    multiprocess_mode="livemax",
+)

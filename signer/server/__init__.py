@@ -1,0 +1,1 @@
+"""The gRPC side: servicer, error interceptor, worker processes and their supervisor."""
