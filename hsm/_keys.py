@@ -9,12 +9,13 @@ Signing takes a SHA-256 digest computed in Python: SoftHSM 2.6 has no CKM_ECDSA_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any
+from enum import StrEnum
+from typing import Any, cast
 
 import pkcs11
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, MechanismFlag
 from pkcs11.exceptions import PKCS11Error
+from pkcs11.types import SignMixin
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 
@@ -24,14 +25,14 @@ _P256_OID = "1.2.840.10045.3.1.7"  # secp256r1 / prime256v1
 RSA_BITS = 2048  # HCERT.md §5: PS256 with a 2048-bit modulus
 
 
-class KeyAlgorithm(str, Enum):
+class KeyAlgorithm(StrEnum):
     """The two key kinds HCERT allows (HCERT.md §5)."""
 
     EC_P256 = "EC_P256"
     RSA_2048 = "RSA_2048"
 
 
-# What a DSC private key must look like when read back (issue 2 §5). Each attribute → required value.
+# What a DSC private key must look like when read back (issue 2 §5): attribute → required value.
 REQUIRED_PRIVATE_ATTRIBUTES: dict[Attribute, bool] = {
     Attribute.TOKEN: True,
     Attribute.PRIVATE: True,
@@ -138,12 +139,13 @@ class SigningKey:
 
     def sign_digest(self, digest: bytes) -> bytes:
         """Sign a 32-byte SHA-256 digest. ES256 comes back as raw r‖s, the COSE form."""
+        signer = cast(SignMixin, self.handle)  # private keys of both kinds can sign
         try:
             if self.algorithm is KeyAlgorithm.EC_P256:
-                return self.handle.sign(digest, mechanism=Mechanism.ECDSA)
+                return signer.sign(digest, mechanism=Mechanism.ECDSA)
             # python-pkcs11 defaults PSS to SHA-1/salt 20; HCERT needs SHA-256, MGF1-SHA-256,
             # salt 32 (HCERT.md §5).
-            return self.handle.sign(
+            return signer.sign(
                 digest,
                 mechanism=Mechanism.RSA_PKCS_PSS,
                 mechanism_param=(Mechanism.SHA256, MGF.SHA256, 32),

@@ -66,7 +66,17 @@ class SoftHsm:
         if util is None:
             raise HsmError("softhsm2-util not found: install softhsm2 (apt-get install softhsm2)")
         result = subprocess.run(
-            [util, "--init-token", "--free", "--label", label, "--pin", user_pin, "--so-pin", so_pin],
+            [
+                util,
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                user_pin,
+                "--so-pin",
+                so_pin,
+            ],
             env={**os.environ, "SOFTHSM2_CONF": str(self.conf_path)},
             capture_output=True,
             text=True,

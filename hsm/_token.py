@@ -7,6 +7,7 @@ lives in the HSM, not in a local file.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +63,8 @@ class HsmToken:
         self.token_label = token_label
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(PKCS11Error):
             self._session.close()
-        except PKCS11Error:
-            pass
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -142,7 +141,9 @@ class HsmToken:
                 obj.destroy()
             except PKCS11Error as e:
                 raise HsmError(f"cannot replace data record {label!r}: {e}") from e
-        self._create({**query, Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.VALUE: value})
+        self._create(
+            {**query, Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.VALUE: value}
+        )
 
     # -- plumbing ------------------------------------------------------------------------------
 

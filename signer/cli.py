@@ -14,8 +14,8 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 
 _EPILOG = """\
 examples:
-  signer serve                                  dev appliance on embedded defaults (SoftHSM in .dev/)
-  signer serve --config config/example.toml     production: vendor PKCS#11 module, PIN from env/file
+  signer serve                              dev appliance on embedded defaults (SoftHSM in .dev/)
+  signer serve --config config/example.toml production: vendor PKCS#11 module, PIN from env/file
   signer sign certs.jsonl --server 127.0.0.1:50051 > signed.jsonl
   signer trust-list --server 127.0.0.1:50051 --out trust/
   signer bench --items 200000
@@ -25,7 +25,8 @@ examples:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signer",
-        description="hcert-signer: signs EU DCC payloads into HC1: strings with keys in a PKCS#11 HSM.",
+        description="hcert-signer: signs EU DCC payloads into HC1: strings with keys in a "
+        "PKCS#11 HSM.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -37,11 +38,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the appliance. Without --config it uses the embedded development "
         "defaults: a SoftHSM token under .dev/ with a dev CSCA and DSC created on first run.",
     )
-    serve.add_argument("--config", type=Path, help="TOML config file (default: embedded dev defaults)")
-    serve.add_argument("--port", type=int, help="gRPC port (0 = any free port); overrides the config")
+    serve.add_argument(
+        "--config", type=Path, help="TOML config file (default: embedded dev defaults)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="gRPC port (0 = any free port); overrides the config"
+    )
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (0 = any free port)")
     serve.add_argument("--workers", type=int, help="worker processes (0 = one per core)")
-    serve.add_argument("--ready-file", type=Path, help="write {port, metrics_port, pids} as JSON here once serving")
+    serve.add_argument(
+        "--ready-file", type=Path, help="write {port, metrics_port, pids} as JSON here once serving"
+    )
 
     sign = commands.add_parser(
         "sign",
@@ -51,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         "Progress goes to stderr. Exit status 1 when any item was rejected.",
     )
     sign.add_argument("file", help="JSONL input, or - for stdin")
-    sign.add_argument("--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})")
+    sign.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
+    )
     sign.add_argument("--out", type=Path, help="write results here instead of stdout")
     sign.add_argument("--batch", type=int, default=500, help="items per request (default 500)")
     sign.add_argument("--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm")
@@ -63,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Fetches the trust list and writes one PEM file per DSC "
         "(<label>-<kid hex>.pem) into --out; prints a table of kid, alg, state and validity.",
     )
-    trust.add_argument("--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})")
+    trust.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
+    )
     trust.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
 
     bench = commands.add_parser(
@@ -75,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         "p50/p99 batch latency, server RSS and the ratio (b)/(a).",
     )
     bench.add_argument("--config", type=Path, help="TOML config (default: embedded dev defaults)")
-    bench.add_argument("--workers", type=int, help="server worker processes (default: one per core)")
+    bench.add_argument(
+        "--workers", type=int, help="server worker processes (default: one per core)"
+    )
     bench.add_argument("--seconds", type=float, default=10.0, help="duration of the raw phase")
     bench.add_argument("--items", type=int, default=200_000, help="items in the end-to-end phase")
     bench.add_argument("--batch", type=int, default=1000, help="items per request")
@@ -114,7 +127,11 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     overrides = {
         k: v
-        for k, v in (("port", args.port), ("metrics_port", args.metrics_port), ("workers", args.workers))
+        for k, v in (
+            ("port", args.port),
+            ("metrics_port", args.metrics_port),
+            ("workers", args.workers),
+        )
         if v is not None
     }
     if overrides:

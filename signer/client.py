@@ -40,7 +40,9 @@ class SignTally:
     rejected: int = 0
 
 
-def _batches(lines: Iterable[str], size: int, alg: str) -> Iterator[tuple[list[int], pb.SignBatchRequest]]:
+def _batches(
+    lines: Iterable[str], size: int, alg: str
+) -> Iterator[tuple[list[int], pb.SignBatchRequest]]:
     numbers: list[int] = []
     items: list[pb.SignItem] = []
     for number, line in enumerate(lines, start=1):

@@ -38,7 +38,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class HsmConfig:
     module: str = "softhsm"  # path to the PKCS#11 module; "softhsm" finds libsofthsm2.so
-    token_label: str = "hcert-dev"
+    token_label: str = "hcert-dev"  # noqa: S105 - a label, not a secret
     pin_env: str = "HCERT_SIGNER_PIN"
     pin_file: str = ""
     key_refresh_seconds: float = 5.0
@@ -135,14 +135,16 @@ def config_from_mapping(data: dict[str, Any], source: str = "config") -> Config:
             raise ConfigError(f"{source}: unknown section [{section}]")
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
-        if section == "hsm" and any("pin" == k or k.endswith("_pin") for k in values):
+        if section == "hsm" and any(k == "pin" or k.endswith("_pin") for k in values):
             raise ConfigError(
                 f"{source}: PINs never go in the config file; use [hsm] pin_env or pin_file"
             )
         known = {f.name: f for f in fields(cls)}
         unknown = set(values) - set(known)
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+            raise ConfigError(
+                f"{source}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}"
+            )
         current = getattr(config, section)
         kwargs = {k: _coerce(section, k, v, getattr(current, k)) for k, v in values.items()}
         config = replace(config, **{section: replace(current, **kwargs)})
@@ -160,7 +162,8 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"[{section}] {key} must be a table")
         return {**default, **value}
     if isinstance(default, bool) is not isinstance(value, bool) or (
-        not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int))
+        not isinstance(value, type(default))
+        and not (isinstance(default, float) and isinstance(value, int))
     ):
         raise ConfigError(f"[{section}] {key} must be {type(default).__name__}, got {value!r}")
     return value

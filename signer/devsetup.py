@@ -47,7 +47,10 @@ def prepare_dev_environment(config: Config) -> None:
         pin_file.write_text(secrets.token_hex(8) + "\n")
     try:
         if not softhsm.has_token(config.hsm.token_label):
-            print(f"creating SoftHSM token {config.hsm.token_label!r} in {softhsm.directory}", flush=True)
+            print(
+                f"creating SoftHSM token {config.hsm.token_label!r} in {softhsm.directory}",
+                flush=True,
+            )
             softhsm.init_token(config.hsm.token_label, config.read_pin(), secrets.token_hex(8))
     except HsmError as e:
         raise BackendError(str(e)) from e

@@ -7,10 +7,10 @@ anyone's feet. Protobuf types never get past ``signer/server/servicer.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class CertType(str, Enum):
+class CertType(StrEnum):
     """The three DCC certificate types (PAYLOAD.md: exactly one of v / t / r)."""
 
     VACCINATION = "vaccination"
@@ -26,7 +26,7 @@ CERT_TYPE_BY_GROUP: dict[str, CertType] = {
 }
 
 
-class Alg(str, Enum):
+class Alg(StrEnum):
     """COSE signature algorithms an HCERT may use (HCERT.md §5)."""
 
     ES256 = "ES256"

@@ -11,6 +11,7 @@ import base64
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,9 +19,11 @@ import orjson
 from hsm import HsmError
 from signer import metrics
 from signer.config import Config
-from signer.domain import CERT_TYPE_BY_GROUP, Alg, CertType, ItemError, ItemResult, SignItem, Signed
+from signer.domain import CERT_TYPE_BY_GROUP, Alg, CertType, ItemError, ItemResult, Signed, SignItem
 from signer.errors import BackendError, RequestError
-from signer.keys.registry import KeyRegistry, NoKey
+from signer.hcert import base45
+from signer.hcert.encode import HC1_PREFIX
+from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
 
 
 class SigningService:
@@ -39,24 +42,28 @@ class SigningService:
             raise RequestError(f"batch of {len(items)} items is over the limit of {limit}")
         started = time.perf_counter()
         iat = int(self._clock())
-        results: list[ItemResult] = []
+        outcomes: list[ItemResult | _Pending] = []
         signatures: Tally[bytes] = Tally()
+        keys: dict[CertType, ActiveKey | NoKey] = {}  # one choice per type: iat is per batch
         try:
             for item in items:
-                result = self._sign_one(item, alg, iat)
-                if result.signed is not None:
-                    signatures[result.signed.kid] += 1
-                results.append(result)
+                outcome = self._sign_one(item, alg, iat, keys)
+                if isinstance(outcome, _Pending):
+                    signatures[outcome.key.entry.dsc.kid] += 1
+                outcomes.append(outcome)
         except HsmError as e:
             metrics.HSM_ERRORS.inc()
             raise BackendError(f"the HSM failed while signing: {e}") from e
         finally:
             for kid, count in signatures.items():
                 metrics.SIGNATURES.labels(base64.b64encode(kid).decode()).inc(count)
+        results = _finish(outcomes)
         self._count(results, rpc, time.perf_counter() - started)
         return results
 
-    def _sign_one(self, item: SignItem, alg: Alg | None, iat: int) -> ItemResult:
+    def _sign_one(
+        self, item: SignItem, alg: Alg | None, iat: int, keys: dict[CertType, ActiveKey | NoKey]
+    ) -> ItemResult | _Pending:
         if len(item.payload_json) > self._config.server.max_payload_bytes:
             return ItemResult.failed(
                 item.id,
@@ -75,12 +82,18 @@ class SigningService:
         if cert_type is None:
             return ItemResult(item.id, errors=errors)
         exp = iat + self._validity[cert_type]
-        try:
-            key = self._registry.select(cert_type, alg, iat, exp)
-        except NoKey as e:
-            return ItemResult.failed(item.id, ItemError(e.code, "", str(e)))
-        hc1 = key.encoder.encode(payload, self._iss, iat, exp)
-        return ItemResult(item.id, Signed(hc1, key.entry.dsc.kid, key.entry.dsc.alg, iat, exp))
+        key = keys.get(cert_type)
+        if key is None:
+            try:
+                key = self._registry.select(cert_type, alg, iat, exp)
+            except NoKey as e:
+                key = e
+            keys[cert_type] = key
+        if isinstance(key, NoKey):
+            return ItemResult.failed(item.id, ItemError(key.code, "", str(key)))
+        return _Pending(
+            item.id, key, iat, exp, key.encoder.sign_compressed(payload, self._iss, iat, exp)
+        )
 
     @staticmethod
     def _count(results: list[ItemResult], rpc: str, seconds: float) -> None:
@@ -92,6 +105,31 @@ class SigningService:
             metrics.ITEMS.labels("rejected").inc(len(rejected))
             for code, count in Tally(e.code for r in rejected for e in r.errors).items():
                 metrics.ITEM_ERRORS.labels(code).inc(count)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A signed item waiting for the batch's base45 pass."""
+
+    id: str
+    key: ActiveKey
+    iat: int
+    exp: int
+    compressed: bytes
+
+
+def _finish(outcomes: list[ItemResult | _Pending]) -> list[ItemResult]:
+    """Base45-encode every signed item of the batch at once; keep request order."""
+    pending = [o for o in outcomes if isinstance(o, _Pending)]
+    texts = iter(base45.encode_many([p.compressed for p in pending], HC1_PREFIX))
+    return [
+        ItemResult(
+            o.id, Signed(next(texts), o.key.entry.dsc.kid, o.key.entry.dsc.alg, o.iat, o.exp)
+        )
+        if isinstance(o, _Pending)
+        else o
+        for o in outcomes
+    ]
 
 
 def _certificate_type(payload: Any) -> tuple[CertType | None, tuple[ItemError, ...]]:

@@ -38,7 +38,11 @@ _UVCI_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def vaccination_payload(rng: random.Random) -> dict[str, Any]:
-    family, middle, given = rng.choice(FAMILY_NAMES), rng.choice(MIDDLE_NAMES), rng.choice(GIVEN_NAMES)
+    family, middle, given = (
+        rng.choice(FAMILY_NAMES),
+        rng.choice(MIDDLE_NAMES),
+        rng.choice(GIVEN_NAMES),
+    )
     mp, ma, vp = rng.choice(VACCINES)
     sd = rng.choice((2, 2, 2, 3))
     dn = rng.randint(1, sd)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from hsm import HsmToken, KeyAlgorithm
@@ -45,7 +44,9 @@ class DevCsca:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name(
             [
-                x509.NameAttribute(NameOID.COMMON_NAME, f"hcert-signer DEV CSCA {NOT_FOR_PRODUCTION}"),
+                x509.NameAttribute(
+                    NameOID.COMMON_NAME, f"hcert-signer DEV CSCA {NOT_FOR_PRODUCTION}"
+                ),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hcert-signer development"),
                 x509.NameAttribute(NameOID.COUNTRY_NAME, country),
             ]
@@ -89,7 +90,8 @@ class DevCsca:
         types: Iterable[CertType] = tuple(CertType),
     ) -> x509.Certificate:
         public_key = serialization.load_der_public_key(public_key_der)
-        assert isinstance(public_key, CertificatePublicKeyTypes)
+        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValueError(f"a DSC key must be EC or RSA, not {type(public_key).__name__}")
         csca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return (
             x509.CertificateBuilder()

@@ -10,7 +10,9 @@ import hashlib
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from signer.domain import Alg, CertType
 
@@ -76,10 +78,6 @@ def verify_digest_signature(
     certificate: x509.Certificate, alg: Alg, digest: bytes, signature: bytes
 ) -> bool:
     """Check an HSM signature over a SHA-256 digest with the DSC's public key (self-test)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, utils
-
     key = certificate.public_key()
     prehashed = utils.Prehashed(hashes.SHA256())
     try:

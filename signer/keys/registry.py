@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
@@ -44,6 +45,7 @@ class KeyEntry:
 class ActiveKey:
     entry: KeyEntry
     encoder: HcertEncoder
+    sign_digest: Callable[[bytes], bytes]  # the HSM call the encoder uses (hash-only signing)
 
     def covers(self, iat: int, exp: int) -> bool:
         return self.entry.dsc.not_before <= iat and exp <= self.entry.dsc.not_after
@@ -60,7 +62,9 @@ class NoKey(Exception):  # noqa: N818 - a selection outcome, not a fault
 class KeyRegistry:
     def __init__(self, token: HsmToken) -> None:
         self._token = token
-        self._verified: dict[tuple[bytes, bytes], ActiveKey] = {}  # (key id, kid) → passed self-test
+        self._verified: dict[
+            tuple[bytes, bytes], ActiveKey
+        ] = {}  # (key id, kid) → passed self-test
         self.entries: tuple[KeyEntry, ...] = ()
         self._active: tuple[ActiveKey, ...] = ()
 
@@ -68,11 +72,11 @@ class KeyRegistry:
         """Re-read keys, DSCs and state records from the token (cheap when nothing changed)."""
         keys = {k.key_id: k for k in self._token.signing_keys()}
         states: dict[str, KeyStateRecord] = {}
-        for record in self._token.data_objects(STATE_APPLICATION):
+        for data in self._token.data_objects(STATE_APPLICATION):
             try:
-                states[record.label] = KeyStateRecord.from_bytes(record.value)
+                states[data.label] = KeyStateRecord.from_bytes(data.value)
             except (ValueError, KeyError) as e:
-                log.error("ignoring unreadable key-state record %r: %s", record.label, e)
+                log.error("ignoring unreadable key-state record %r: %s", data.label, e)
         entries: list[KeyEntry] = []
         active: list[ActiveKey] = []
         for stored in self._token.certificates():
@@ -103,16 +107,20 @@ class KeyRegistry:
     def _verify(self, key: SigningKey, entry: KeyEntry) -> ActiveKey:
         cached = self._verified.get((key.key_id, entry.dsc.kid))
         if cached is not None:
-            return ActiveKey(entry, cached.encoder)
+            return ActiveKey(entry, cached.encoder, cached.sign_digest)
         if _KEY_ALGS[key.algorithm] is not entry.dsc.alg:
-            raise ValueError(f"key is {key.algorithm.value} but its DSC is for {entry.dsc.alg.value}")
+            raise ValueError(
+                f"key is {key.algorithm.value} but its DSC is for {entry.dsc.alg.value}"
+            )
         check_attributes(key.handle)
         digest = os.urandom(32)
         if not verify_digest_signature(
             entry.dsc.certificate, entry.dsc.alg, digest, key.sign_digest(digest)
         ):
             raise ValueError("self-test failed: the key's signature does not verify with its DSC")
-        ready = ActiveKey(entry, HcertEncoder(entry.dsc.alg, entry.dsc.kid, key.sign_digest))
+        ready = ActiveKey(
+            entry, HcertEncoder(entry.dsc.alg, entry.dsc.kid, key.sign_digest), key.sign_digest
+        )
         self._verified[(key.key_id, entry.dsc.kid)] = ready
         return ready
 
@@ -131,7 +139,9 @@ class KeyRegistry:
             if candidate.covers(iat, exp):
                 return candidate
         if not candidates:
-            raise NoKey("no_key", f"no active {wanted.value} key may sign {cert_type.value} certificates")
+            raise NoKey(
+                "no_key", f"no active {wanted.value} key may sign {cert_type.value} certificates"
+            )
         best = candidates[0].entry.dsc
         if best.not_before > iat:
             raise NoKey(

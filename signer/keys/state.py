@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 STATE_APPLICATION = "hcert-signer/key-state/v1"
 
 
-class KeyState(str, Enum):
+class KeyState(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     RETIRED = "retired"

@@ -38,7 +38,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await behavior(request, context)
-        except Exception as e:  # noqa: BLE001 - mapped to a status, never leaked
+        except Exception as e:
             if _is_abort(e):
                 raise
             await _abort(context, e)
@@ -51,7 +51,7 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., A
         try:
             async for response in behavior(request, context):
                 yield response
-        except Exception as e:  # noqa: BLE001 - mapped to a status, never leaked
+        except Exception as e:
             if _is_abort(e):
                 raise
             await _abort(context, e)
@@ -64,7 +64,7 @@ def _is_abort(error: Exception) -> bool:
     return isinstance(error, grpc.aio.AbortError)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],

@@ -117,6 +117,8 @@ def _result_to_pb(result: ItemResult) -> pb.ItemResult:
     return pb.ItemResult(
         id=result.id,
         rejected=pb.Rejected(
-            errors=[pb.ItemError(code=e.code, path=e.path, message=e.message) for e in result.errors]
+            errors=[
+                pb.ItemError(code=e.code, path=e.path, message=e.message) for e in result.errors
+            ]
         ),
     )

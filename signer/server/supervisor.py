@@ -97,7 +97,9 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: Config, ready_file: Path | None = None, say: Callable[[str], None] = print) -> int:
+def serve(
+    config: Config, ready_file: Path | None = None, say: Callable[[str], None] = print
+) -> int:
     prepare_dev_environment(config)
     resolve_module(config)  # fail fast on a missing module …
     config.read_pin()  # … or a missing PIN, before starting anything
@@ -150,7 +152,7 @@ def _restart_dead(pool: _Pool, metrics_dir: str, say: Callable[[str], None]) -> 
         if process.is_alive():
             continue
         if process.pid is not None:
-            multiprocess.mark_process_dead(process.pid, metrics_dir)
+            multiprocess.mark_process_dead(process.pid, metrics_dir)  # type: ignore[no-untyped-call]
         now = time.monotonic()
         pool.restarts = [t for t in pool.restarts if now - t < 60] + [now]
         if len(pool.restarts) > MAX_RESTARTS_PER_MINUTE:
@@ -168,7 +170,7 @@ def _start_metrics(config: Config, metrics_dir: str) -> int:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=metrics_dir)
+    MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
     try:
         httpd, _thread = start_http_server(
             config.server.metrics_port, addr=config.server.metrics_host, registry=registry
@@ -184,7 +186,8 @@ def _start_metrics(config: Config, metrics_dir: str) -> int:
 def _banner(config: Config, port: int, metrics_port: int) -> str:
     host = config.server.host
     lines = [
-        f"hcert-signer is serving gRPC on {host}:{port} (hcert.signer.v1.Signer, health, reflection)",
+        f"hcert-signer is serving gRPC on {host}:{port} "
+        "(hcert.signer.v1.Signer, health, reflection)",
         f"metrics: http://{config.server.metrics_host}:{metrics_port}/metrics",
     ]
     if config.dev.bootstrap:

@@ -1,0 +1,86 @@
+"""Phase (b)'s load generator: a separate process sending pre-serialised SignBatch requests.
+
+Requests are built and serialised before the clock starts and responses are only counted, so
+the generator spends its CPU on gRPC, not on building payloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import Any
+
+import grpc
+
+from signer.api.v1 import signer_pb2 as pb
+from signer.bench.payloads import vaccination_payload
+
+_METHOD = "/hcert.signer.v1.Signer/SignBatch"
+_DISTINCT_BATCHES = 16
+
+
+def build_requests(batch: int, alg: pb.Algorithm.ValueType, seed: int = 2022) -> list[bytes]:
+    rng = random.Random(seed)
+    blobs = []
+    for b in range(_DISTINCT_BATCHES):
+        items = [
+            pb.SignItem(
+                id=f"{b}-{i}",
+                payload_json=json.dumps(vaccination_payload(rng), ensure_ascii=False),
+            )
+            for i in range(batch)
+        ]
+        blobs.append(pb.SignBatchRequest(items=items, alg=alg).SerializeToString())
+    return blobs
+
+
+async def _drive(
+    address: str, blobs: list[bytes], requests: int, concurrency: int
+) -> dict[str, Any]:
+    options = [
+        ("grpc.max_receive_message_length", 64 << 20),
+        ("grpc.max_send_message_length", 64 << 20),
+        ("grpc.use_local_subchannel_pool", 1),  # one connection per channel: spread over workers
+    ]
+    channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(concurrency)]
+    calls = [ch.unary_unary(_METHOD) for ch in channels]
+    for ch in channels:
+        await ch.channel_ready()
+    latencies: list[float] = []
+    signed = rejected = 0
+    next_request = 0
+
+    async def lane(call: Any) -> None:
+        nonlocal next_request, signed, rejected
+        while next_request < requests:
+            blob = blobs[next_request % len(blobs)]
+            next_request += 1
+            sent = time.perf_counter()
+            raw = await call(blob)
+            latencies.append(time.perf_counter() - sent)
+            response = pb.SignBatchResponse.FromString(raw)
+            ok = sum(1 for r in response.results if r.HasField("signed"))
+            signed += ok
+            rejected += len(response.results) - ok
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(lane(call) for call in calls))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    for ch in channels:
+        await ch.close()
+    latencies.sort()
+    return {
+        "seconds": elapsed,
+        "client_cpu_seconds": cpu,
+        "signed": signed,
+        "rejected": rejected,
+        "p50": latencies[len(latencies) // 2],
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+def run_load(address: str, blobs: list[bytes], requests: int, concurrency: int, out: Any) -> None:
+    """Process entry point: drive the server, put the figures on ``out``."""
+    out.put(asyncio.run(_drive(address, blobs, requests, concurrency)))

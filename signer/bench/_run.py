@@ -1,0 +1,190 @@
+"""Orchestration of ``signer bench`` and its report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from signer.api.v1 import signer_pb2 as pb
+from signer.bench._load import build_requests, run_load
+from signer.bench._raw import raw_sign_rate
+from signer.config import load_config
+from signer.devsetup import prepare_dev_environment
+from signer.domain import Alg
+from signer.errors import BackendError
+
+_ALG_PB = {Alg.ES256: pb.ALGORITHM_ES256, Alg.PS256: pb.ALGORITHM_PS256}
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    softhsm = ""
+    util = shutil.which("softhsm2-util")
+    if util:
+        softhsm = subprocess.run(
+            [util, "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "softhsm": softhsm,
+        "python-pkcs11": version("python-pkcs11"),
+        "grpcio": version("grpcio"),
+        "cbor2": version("cbor2"),
+    }
+
+
+def _start_server(
+    args: argparse.Namespace, workers: int, directory: Path
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    ready = directory / "ready.json"
+    command = [sys.executable, "-m", "signer.cli", "serve", "--port", "0", "--metrics-port", "0"]
+    command += ["--workers", str(workers), "--ready-file", str(ready)]
+    if args.config is not None:
+        command += ["--config", str(args.config)]
+    log = (directory / "serve.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise BackendError(
+                "bench server did not start:\n" + (directory / "serve.log").read_text()
+            )
+        time.sleep(0.1)
+    return process, json.loads(ready.read_text())
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def _rss_mib(pids: list[int]) -> list[float]:
+    return [round(psutil.Process(pid).memory_info().rss / 2**20, 1) for pid in pids]
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    prepare_dev_environment(config)
+    workers = args.workers or config.server.worker_count()
+    alg = Alg(args.alg)
+    figures: dict[str, Any] = {"machine": machine(), "alg": alg.value, "workers": workers}
+
+    _say(
+        f"(a) raw python-pkcs11 {alg.value} signing, {workers} process(es), {args.seconds:.0f} s …"
+    )
+    raw = raw_sign_rate(config, alg, workers, args.seconds)
+    figures["raw_sig_per_s"] = round(raw)
+    _say(f"    {raw:,.0f} signatures/s")
+
+    requests = max(1, args.items // args.batch)
+    _say(
+        f"(b) end to end: {requests} × {args.batch} items through gRPC, "
+        f"{args.concurrency} in flight …"
+    )
+    blobs = build_requests(args.batch, _ALG_PB[alg])
+    with tempfile.TemporaryDirectory(prefix="hcert-bench-") as tmp:
+        server, info = _start_server(args, workers, Path(tmp))
+        try:
+            address = f"127.0.0.1:{info['port']}"
+            ctx = multiprocessing.get_context("spawn")
+            out = ctx.Queue()
+            warm = ctx.Process(
+                target=run_load, args=(address, blobs, args.concurrency * 2, args.concurrency, out)
+            )
+            warm.start()
+            out.get(timeout=300)
+            warm.join()
+            rss_before = _rss_mib(info["pids"])
+            cpu_before = _cpu_seconds(info["pids"])
+            load = ctx.Process(
+                target=run_load, args=(address, blobs, requests, args.concurrency, out)
+            )
+            load.start()
+            result = out.get(timeout=3600)
+            load.join()
+            rss_after = _rss_mib(info["pids"])
+            server_cpu = _cpu_seconds(info["pids"]) - cpu_before
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+    certs = result["signed"] / result["seconds"]
+    figures.update(
+        {
+            "e2e_certs_per_s": round(certs),
+            "e2e_items": result["signed"] + result["rejected"],
+            "e2e_rejected": result["rejected"],
+            "batch": args.batch,
+            "concurrency": args.concurrency,
+            "p50_batch_ms": round(result["p50"] * 1000, 1),
+            "p99_batch_ms": round(result["p99"] * 1000, 1),
+            "server_rss_mib_before": rss_before,
+            "server_rss_mib_after": rss_after,
+            "ratio": round(certs / raw, 3),
+            "server_cpu_us_per_item": round(server_cpu / max(1, result["signed"]) * 1e6, 1),
+            "client_cpu_us_per_item": round(
+                result["client_cpu_seconds"] / max(1, result["signed"]) * 1e6, 1
+            ),
+        }
+    )
+    print(_report(figures))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if result["rejected"]:
+        _say(f"warning: {result['rejected']} items were rejected during the run")
+        return 1
+    return 0
+
+
+def _report(f: dict[str, Any]) -> str:
+    m = f["machine"]
+    return "\n".join(
+        [
+            f"machine: {m['cpus']} CPU ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}",
+            f"         Python {m['python']}, {m['softhsm'] and 'SoftHSM ' + m['softhsm']}, "
+            f"python-pkcs11 {m['python-pkcs11']}, grpcio {m['grpcio']}, cbor2 {m['cbor2']}",
+            f"alg {f['alg']}, {f['workers']} worker process(es), batch {f['batch']}, "
+            f"{f['concurrency']} requests in flight",
+            f"(a) raw HSM signing:      {f['raw_sig_per_s']:>9,} sig/s",
+            f"(b) end-to-end HC1 (gRPC): {f['e2e_certs_per_s']:>8,} certs/s "
+            f"({f['e2e_items']:,} items, {f['e2e_rejected']} rejected)",
+            f"    batch latency p50 {f['p50_batch_ms']} ms, p99 {f['p99_batch_ms']} ms",
+            f"    server RSS per worker (MiB): before {f['server_rss_mib_before']}, "
+            f"after {f['server_rss_mib_after']}",
+            f"    CPU per item: server {f['server_cpu_us_per_item']} µs (all workers), "
+            f"load generator {f['client_cpu_us_per_item']} µs",
+            f"ratio (b)/(a): {f['ratio']:.2f}",
+        ]
+    )

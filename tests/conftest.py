@@ -1,0 +1,153 @@
+"""Session fixtures: a real SoftHSM token and a real server on 127.0.0.1, started through the CLI.
+
+Under ``CI=true`` a missing SoftHSM fails the run instead of skipping (non-negotiable 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+
+from hsm import HsmToken, SoftHsm, find_softhsm_module
+from signer.api.v1 import signer_pb2 as pb
+from signer.api.v1 import signer_pb2_grpc as pb_grpc
+from signer.keys.devca import DevCsca
+
+SERVER_START_TIMEOUT = 120.0
+
+
+def require_softhsm() -> str:
+    module = find_softhsm_module()
+    if module is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("SoftHSM is not installed, and under CI=true that is a failure, not a skip")
+        pytest.skip("SoftHSM is not installed (apt-get install softhsm2)")
+    return module
+
+
+@dataclass(frozen=True)
+class Appliance:
+    address: str
+    metrics_port: int
+    pids: tuple[int, ...]
+    directory: Path
+    config_path: Path
+
+    def stub(self) -> pb_grpc.SignerStub:
+        return pb_grpc.SignerStub(grpc.insecure_channel(self.address))
+
+    def trust_list(self) -> list[pb.TrustListEntry]:
+        return list(self.stub().GetTrustList(pb.GetTrustListRequest()).entries)
+
+    def dsc_by_kid(self) -> dict[bytes, x509.Certificate]:
+        return {e.kid: x509.load_der_x509_certificate(e.certificate_der) for e in self.trust_list()}
+
+
+def start_appliance(
+    directory: Path, extra_config: str = "", workers: int = 2
+) -> tuple[Appliance, subprocess.Popen[bytes]]:
+    """Run ``signer serve`` as a real subprocess with a dev token under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "signer.toml"
+    config_path.write_text(
+        f"""
+[server]
+port = 0
+metrics_port = 0
+workers = {workers}
+max_batch = 1000
+
+[hsm]
+pin_env = ""
+key_refresh_seconds = 1.0
+
+[dev]
+directory = "{directory / "dev"}"
+key_algorithms = ["ES256", "PS256"]
+{extra_config}
+"""
+    )
+    ready = directory / "ready.json"
+    ready.unlink(missing_ok=True)
+    log = (directory / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "signer.cli",
+            "serve",
+            "--config",
+            str(config_path),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"server did not start:\n{(directory / 'serve.log').read_text()}")
+        time.sleep(0.1)
+    info = json.loads(ready.read_text())
+    appliance = Appliance(
+        address=f"127.0.0.1:{info['port']}",
+        metrics_port=info["metrics_port"],
+        pids=tuple(info["pids"]),
+        directory=directory,
+        config_path=config_path,
+    )
+    return appliance, process
+
+
+def stop_appliance(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+    """The appliance with 2 workers, an active ES256 and an active PS256 key (dev CSCA)."""
+    require_softhsm()
+    running, process = start_appliance(tmp_path_factory.mktemp("appliance"))
+    try:
+        yield running
+    finally:
+        stop_appliance(process)
+
+
+@pytest.fixture(scope="session")
+def hsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HsmToken]:
+    """An in-process session on a fresh SoftHSM token (PKCS#11 is loaded once per process, so
+    every in-process HSM test shares this token; tests use their own labels)."""
+    module = require_softhsm()
+    softhsm = SoftHsm(tmp_path_factory.mktemp("softhsm"))
+    softhsm.ensure_layout()
+    softhsm.activate()
+    softhsm.init_token("unit", "1234", "5678")
+    token = HsmToken(module, "unit", "1234")
+    try:
+        yield token
+    finally:
+        token.close()
+
+
+@pytest.fixture(scope="session")
+def dev_csca(tmp_path_factory: pytest.TempPathFactory) -> DevCsca:
+    return DevCsca.load_or_create(tmp_path_factory.mktemp("csca"), "VN")

@@ -1,0 +1,98 @@
+"""The hsm/ layer on a real SoftHSM token: key template, attribute checks, digest signing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+import pkcs11
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pkcs11 import Attribute, KeyType, MechanismFlag
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from hsm import HsmError, HsmToken, KeyAlgorithm, WeakKeyError, check_private_key_attributes
+from signer.domain import Alg
+from signer.keys.devca import DevCsca
+from signer.keys.dsc import verify_digest_signature
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "alg"), [(KeyAlgorithm.EC_P256, Alg.ES256), (KeyAlgorithm.RSA_2048, Alg.PS256)]
+)
+def test_generated_key_is_sign_only_and_signs_verifiably(
+    hsm_token: HsmToken, dev_csca: DevCsca, algorithm: KeyAlgorithm, alg: Alg
+) -> None:
+    label = f"gen-{algorithm.value}"
+    key = hsm_token.generate_key(algorithm, label, secrets.token_bytes(16))
+    check_private_key_attributes(key.handle)  # raises when too weak
+    for attribute, wanted in {
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.NEVER_EXTRACTABLE: True,
+        Attribute.SIGN: True,
+        Attribute.DECRYPT: False,
+        Attribute.UNWRAP: False,
+    }.items():
+        assert bool(key.handle[attribute]) is wanted, attribute
+
+    certificate = dev_csca.issue_dsc(
+        hsm_token.public_key_der(key.key_id),
+        label,
+        "VN",
+        *_validity(),
+    )
+    public = certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey if alg is Alg.ES256 else rsa.RSAPublicKey)
+    digest = hashlib.sha256(b"hcert").digest()
+    signature = key.sign_digest(digest)
+    assert len(signature) == (64 if alg is Alg.ES256 else 256)
+    assert verify_digest_signature(certificate, alg, digest, signature)
+    assert not verify_digest_signature(
+        certificate, alg, hashlib.sha256(b"other").digest(), signature
+    )
+
+
+def test_weak_key_is_refused(hsm_token: HsmToken) -> None:
+    session: pkcs11.Session = hsm_token._session
+    params = session.create_domain_parameters(
+        KeyType.EC,
+        {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
+        local=True,
+    )
+    _, private = params.generate_keypair(
+        store=True,
+        label="weak",
+        id=b"weak",
+        capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY | MechanismFlag.DERIVE,
+        private_template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+    )
+    with pytest.raises(WeakKeyError) as refused:
+        check_private_key_attributes(private)
+    message = str(refused.value)
+    for problem in (
+        "SENSITIVE=False",
+        "EXTRACTABLE=True",
+        "NEVER_EXTRACTABLE=False",
+        "DERIVE=True",
+    ):
+        assert problem in message
+
+
+def test_duplicate_label_is_refused(hsm_token: HsmToken) -> None:
+    hsm_token.generate_key(KeyAlgorithm.EC_P256, "dup", b"dup-1")
+    with pytest.raises(HsmError, match="already holds"):
+        hsm_token.generate_key(KeyAlgorithm.EC_P256, "dup", b"dup-2")
+
+
+def test_data_records_are_replaced_not_duplicated(hsm_token: HsmToken) -> None:
+    hsm_token.put_data("test/app", "rec", b"one")
+    hsm_token.put_data("test/app", "rec", b"two")
+    records = [d for d in hsm_token.data_objects("test/app") if d.label == "rec"]
+    assert [r.value for r in records] == [b"two"]
+
+
+def _validity() -> tuple[dt.datetime, dt.datetime]:
+    now = dt.datetime.now(dt.UTC)
+    return now - dt.timedelta(hours=1), now + dt.timedelta(days=30)

@@ -1,0 +1,68 @@
+"""Configuration: embedded defaults, TOML overrides, and PINs that never come from the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signer.config import Config, HsmConfig, config_from_mapping, load_config
+from signer.domain import CertType
+from signer.errors import ConfigError
+
+
+def test_embedded_defaults_are_the_dev_appliance() -> None:
+    config = load_config(None)
+    assert config.dev.bootstrap
+    assert config.server.host == "127.0.0.1" and config.server.max_batch == 1000
+    assert all(config.issuer.validity_seconds(t) == 365 * 86400 for t in CertType)
+
+
+def test_toml_overrides_and_partial_validity_table(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[server]\nworkers = 3\n[issuer.validity_days]\ntest = 3\n[dev]\nbootstrap = false\n"
+    )
+    config = load_config(path)
+    assert config.server.worker_count() == 3
+    assert config.issuer.validity_seconds(CertType.TEST) == 3 * 86400
+    assert config.issuer.validity_seconds(CertType.VACCINATION) == 365 * 86400
+    assert not config.dev.bootstrap
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"hsm": {"pin": "1234"}}, "PINs never go in the config file"),
+        ({"hsm": {"user_pin": "1234"}}, "PINs never go in the config file"),
+        ({"server": {"prot": 1}}, "unknown key"),
+        ({"nonsense": {}}, "unknown section"),
+        ({"server": {"workers": "two"}}, "must be int"),
+        ({"server": {"max_batch": 0}}, "max_batch"),
+        ({"issuer": {"validity_days": {"booster": 10}}}, "unknown type"),
+        ({"issuer": {"country": "Vietnam"}}, "alpha-2"),
+        ({"dev": {"key_algorithms": ["ES512"]}}, "unknown"),
+    ],
+)
+def test_bad_config_is_refused_with_a_reason(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_mapping(data)
+
+
+def test_pin_from_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("from-file\n")
+    config = Config(hsm=HsmConfig(pin_env="TEST_SIGNER_PIN", pin_file=str(pin_file)))
+    monkeypatch.setenv("TEST_SIGNER_PIN", "from-env")
+    assert config.read_pin() == "from-env"
+    monkeypatch.delenv("TEST_SIGNER_PIN")
+    assert config.read_pin() == "from-file"
+
+
+def test_missing_pin_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_SIGNER_PIN", raising=False)
+    config = config_from_mapping(
+        {"hsm": {"pin_env": "TEST_SIGNER_PIN"}, "dev": {"bootstrap": False}}
+    )
+    with pytest.raises(ConfigError, match="TEST_SIGNER_PIN"):
+        config.read_pin()
