@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ examples:
   signer serve --config config/example.toml production: vendor PKCS#11 module, PIN from env/file
   signer sign certs.jsonl --server 127.0.0.1:50051 > signed.jsonl
   signer trust-list --server 127.0.0.1:50051 --out trust/
+  signer verify signed.jsonl --trust-dir trust/ --at 2027-06-01T00:00Z
+  signer reissue expiring.jsonl --server 127.0.0.1:50051 > reissued.jsonl
   signer bench --items 200000
 """
 
@@ -41,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--config", type=Path, help="TOML config file (default: embedded dev defaults)"
     )
+    serve.add_argument("--host", help="gRPC listen address; overrides the config")
+    serve.add_argument("--metrics-host", help="Prometheus listen address; overrides the config")
     serve.add_argument(
         "--port", type=int, help="gRPC port (0 = any free port); overrides the config"
     )
@@ -77,6 +82,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     trust.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
 
+    reissue = commands.add_parser(
+        "reissue",
+        help="re-issue earlier HC1 strings with a fresh iat/exp through a running server",
+        description="Reads HC1 strings (one per line, bare or as the JSON lines 'signer sign' "
+        "writes) and asks the server to re-issue them: each must verify against the "
+        "appliance's own DSCs (an expired exp is fine), its payload is validated again and "
+        "signed with the current key. Writes one JSON result per line, like 'signer sign'. "
+        "Exit status 1 when any item was rejected.",
+    )
+    reissue.add_argument("file", help="input file, or - for stdin")
+    reissue.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
+    )
+    reissue.add_argument("--out", type=Path, help="write results here instead of stdout")
+    reissue.add_argument("--batch", type=int, default=500, help="items per request (default 500)")
+    reissue.add_argument(
+        "--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm"
+    )
+    reissue.add_argument("--quiet", action="store_true", help="no progress output")
+
+    verify = commands.add_parser(
+        "verify",
+        help="verify HC1 strings against DSC PEMs and/or a server's trust list",
+        description="Decodes and verifies each line (a bare HC1 string, or a JSON line with an "
+        "'hc1' field) locally and writes one JSON line each: valid, kid, alg, iss, iat, exp, "
+        "payload, or the reason it fails (prefix, base45, zlib, cose_structure, cwt_structure, "
+        "unsupported_alg, unknown_kid, alg_key_mismatch, bad_signature, expired, "
+        "not_yet_valid, dsc_expired, …). Exit status 1 when any line fails.",
+    )
+    verify.add_argument("file", help="input file, or - for stdin")
+    verify.add_argument("--trust-dir", type=Path, help="directory of trusted DSC PEM files")
+    verify.add_argument("--server", help="also trust the DSCs of this server (host:port)")
+    verify.add_argument(
+        "--at",
+        help="judge validity at this ISO 8601 instant (default: now), e.g. 2027-06-01T00:00Z",
+    )
+    verify.add_argument("--out", type=Path, help="write results here instead of stdout")
+
     bench = commands.add_parser(
         "bench",
         help="measure the raw HSM sign rate and end-to-end HC1 issuance in one run",
@@ -107,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sign(args)
         if args.command == "trust-list":
             return _trust_list(args)
+        if args.command == "reissue":
+            return _reissue(args)
+        if args.command == "verify":
+            return _verify(args)
         if args.command == "bench":
             from signer.bench import run_bench
 
@@ -116,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 2
 
 
@@ -128,6 +179,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {
         k: v
         for k, v in (
+            ("host", args.host),
+            ("metrics_host", args.metrics_host),
             ("port", args.port),
             ("metrics_port", args.metrics_port),
             ("workers", args.workers),
@@ -150,6 +203,36 @@ def _sign(args: argparse.Namespace) -> int:
     else:
         tally = sign_file(path, args.server, sys.stdout, args.batch, args.alg, progress)
     return 1 if tally.rejected else 0
+
+
+def _reissue(args: argparse.Namespace) -> int:
+    from signer.client import reissue_file
+
+    path = None if args.file == "-" else Path(args.file)
+    progress = None if args.quiet else sys.stderr
+    if args.out is not None:
+        with args.out.open("w", encoding="utf-8") as out:
+            tally = reissue_file(path, args.server, out, args.batch, args.alg, progress)
+    else:
+        tally = reissue_file(path, args.server, sys.stdout, args.batch, args.alg, progress)
+    return 1 if tally.rejected else 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from signer.verify_cli import build_trust, parse_instant, verify_file
+
+    at = parse_instant(args.at) if args.at else dt.datetime.now(dt.UTC)
+    trust = build_trust(args.trust_dir, args.server)
+    path = None if args.file == "-" else Path(args.file)
+    if args.out is not None:
+        with args.out.open("w", encoding="utf-8") as out:
+            failed = verify_file(path, trust, at, out)
+    else:
+        failed = verify_file(path, trust, at, sys.stdout)
+    print(f"{failed} line(s) failed verification", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _trust_list(args: argparse.Namespace) -> int:

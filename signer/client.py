@@ -112,6 +112,64 @@ def _report(stream: IO[str], tally: SignTally, seconds: float, final: bool) -> N
     stream.flush()
 
 
+def hc1_lines(source: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(line number, HC1 text) for each non-blank line: a bare ``HC1:…`` string, or a JSON object
+    with an ``hc1`` field (the output of ``signer sign``). Only CR/LF are stripped: base45 has a
+    space in its alphabet (HCERT.md §6)."""
+    for number, line in enumerate(source, start=1):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        if text.lstrip().startswith("{"):
+            try:
+                value = json.loads(text).get("hc1", "")
+            except (ValueError, AttributeError):
+                value = ""
+            text = value if isinstance(value, str) else ""
+        yield number, text
+
+
+def reissue_file(
+    path: Path | None,
+    address: str,
+    out: IO[str],
+    batch: int = 500,
+    alg: str = "",
+    progress: IO[str] | None = sys.stderr,
+) -> SignTally:
+    """Re-issue every HC1 of ``path`` through the Reissue RPC; one JSON result line per input."""
+    source = sys.stdin if path is None else path.open(encoding="utf-8")
+    tally = SignTally()
+    started = time.monotonic()
+    try:
+        with channel(address) as ch:
+            stub = pb_grpc.SignerStub(ch)
+            lines = list(hc1_lines(source))
+            for start in range(0, len(lines), batch):
+                chunk = lines[start : start + batch]
+                request = pb.ReissueRequest(
+                    items=[pb.ReissueItem(id=str(n), hc1=text) for n, text in chunk],
+                    alg=_ALGS[alg],
+                )
+                response = stub.Reissue(request)
+                for (number, _), result in zip(chunk, response.results, strict=True):
+                    out.write(json.dumps(_result_json(number, result), ensure_ascii=False) + "\n")
+                    if result.HasField("signed"):
+                        tally.signed += 1
+                    else:
+                        tally.rejected += 1
+                if progress is not None:
+                    _report(progress, tally, time.monotonic() - started, final=False)
+    except grpc.RpcError as e:
+        raise _rpc_error(e, address) from e
+    finally:
+        if path is not None:
+            source.close()
+    if progress is not None:
+        _report(progress, tally, time.monotonic() - started, final=True)
+    return tally
+
+
 def _result_json(line: int, result: pb.ItemResult) -> dict[str, object]:
     if result.HasField("signed"):
         s = result.signed

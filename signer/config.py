@@ -16,6 +16,7 @@ from typing import Any
 
 from signer.domain import CertType
 from signer.errors import ConfigError
+from signer.hcert.validation import IMPLEMENTED_VERSIONS, ValidationPolicy
 
 DEFAULT_VALIDITY_DAYS = 365  # issue 2 §4: exp = iat + 365 days unless configured per type
 
@@ -56,6 +57,45 @@ class IssuerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidationConfig:
+    """Payload validation policy (issue 3); see :class:`ValidationPolicy` for each field."""
+
+    deprecated_codes: str = "warn"  # "warn" or "refuse"
+    derive_transliteration: bool = True
+    clock_skew_seconds: int = 300
+    require_uvci_checksum: bool = False
+    uvci_country: str = ""  # "" = any country; e.g. "VN"
+    min_dob: str = "1900-01-02"
+    name_deny_list: tuple[str, ...] = ()
+    supported_versions: tuple[str, ...] = IMPLEMENTED_VERSIONS
+
+    def policy(self) -> ValidationPolicy:
+        return ValidationPolicy(
+            deprecated_codes="refuse" if self.deprecated_codes == "refuse" else "warn",
+            derive_transliteration=self.derive_transliteration,
+            clock_skew_seconds=self.clock_skew_seconds,
+            require_uvci_checksum=self.require_uvci_checksum,
+            uvci_country=self.uvci_country or None,
+            min_dob=self.min_dob,
+            name_deny_list=self.name_deny_list,
+            supported_versions=self.supported_versions,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyConfig:
+    trust_dir: str = ""  # directory of foreign DSC PEMs the Verify RPC also trusts
+
+
+@dataclass(frozen=True, slots=True)
+class HashOnlyConfig:
+    """Hash-only signing signs whatever digest a client sends: no validation can run. Off by
+    default; enable it only for clients trusted to validate their own payloads."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DevConfig:
     """Development bootstrap. Never enable in production: the CSCA key sits in a file."""
 
@@ -69,6 +109,9 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     hsm: HsmConfig = field(default_factory=HsmConfig)
     issuer: IssuerConfig = field(default_factory=IssuerConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    hash_only: HashOnlyConfig = field(default_factory=HashOnlyConfig)
     dev: DevConfig = field(default_factory=DevConfig)
 
     @property
@@ -109,6 +152,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "hsm": HsmConfig,
     "issuer": IssuerConfig,
+    "validation": ValidationConfig,
+    "verify": VerifyConfig,
+    "hash_only": HashOnlyConfig,
     "dev": DevConfig,
 }
 
@@ -181,6 +227,12 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: [issuer.validity_days] must be ≥ 1 day")
     if len(config.issuer.country) != 2 or not config.issuer.country.isupper():
         raise ConfigError(f"{source}: [issuer] country must be an ISO 3166-1 alpha-2 code")
+    if config.validation.deprecated_codes not in ("warn", "refuse"):
+        raise ConfigError(f'{source}: [validation] deprecated_codes must be "warn" or "refuse"')
+    try:
+        config.validation.policy()
+    except ValueError as e:
+        raise ConfigError(f"{source}: [validation] {e}") from e
     bad_algs = set(config.dev.key_algorithms) - {"ES256", "PS256"}
     if bad_algs:
         raise ConfigError(f"{source}: [dev] key_algorithms: unknown {sorted(bad_algs)}")

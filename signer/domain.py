@@ -69,6 +69,15 @@ class SignItem:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputOptions:
+    """Extra renderings of each signed certificate, asked for per request."""
+
+    qr_png: bool = False
+    qr_svg: bool = False
+    qr_scale: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class Signed:
     """A signed certificate: the ``HC1:`` string and what a client needs to file it."""
 
@@ -77,6 +86,34 @@ class Signed:
     alg: Alg
     iat: int
     exp: int
+    warnings: tuple[ItemError, ...] = ()
+    qr_png: bytes | None = None
+    qr_svg: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HcertItem:
+    """An ``HC1:`` string to verify or re-issue, with a client-chosen id."""
+
+    id: str
+    hc1: str
+
+
+@dataclass(frozen=True, slots=True)
+class HashItem:
+    """Hash-only signing: SHA-256 over a Sig_structure the client built."""
+
+    id: str
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HashResult:
+    """Exactly one per item: a raw COSE signature, or the errors."""
+
+    id: str
+    signature: bytes | None = None
+    errors: tuple[ItemError, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,18 @@
 """The transport-free core: a batch of items in, exactly one result per item out.
 
 Runs inside a worker's HSM thread (the only thread of the process that touches PKCS#11). Bad
-items become :class:`ItemError` values; only faults of the whole request (too many items) or of
-the HSM raise. Order of work per item: parse → check → pick key → CWT → sign → encode.
+items become :class:`ItemError` values; only faults of the whole request (too many items, hash
+signing disabled, an unknown kid) or of the HSM raise. Per batch:
+
+    parse JSON → validate (all errors of an item) → flag duplicate UVCIs → pick the key per type
+    → CWT → sign in the HSM → COSE → zlib → base45 for the whole batch → QR when asked
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
@@ -19,11 +24,52 @@ import orjson
 from hsm import HsmError
 from signer import metrics
 from signer.config import Config
-from signer.domain import CERT_TYPE_BY_GROUP, Alg, CertType, ItemError, ItemResult, Signed, SignItem
-from signer.errors import BackendError, RequestError
-from signer.hcert import base45
+from signer.domain import (
+    Alg,
+    CertType,
+    HashItem,
+    HashResult,
+    HcertItem,
+    ItemError,
+    ItemResult,
+    OutputOptions,
+    Signed,
+    SignItem,
+)
+from signer.errors import BackendError, KeyStateError, RequestError
+from signer.hcert import base45, qr
 from signer.hcert.encode import HC1_PREFIX
+from signer.hcert.validation import find_duplicate_uvcis, validate_payload
+from signer.hcert.verify import TrustedDsc, TrustStore, verify_hc1
 from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
+
+log = logging.getLogger(__name__)
+
+#: Codes that are logged as well as counted (issue 3 §5: plausibility is logged and counted).
+_LOGGED_CODES = frozenset({"implausible", "denied_name"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A validated payload waiting for its signature."""
+
+    id: str
+    payload: dict[str, Any]
+    cert_type: CertType
+    uvci: str | None
+    warnings: tuple[ItemError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Signing:
+    """A signed item waiting for the batch's base45 pass."""
+
+    id: str
+    key: ActiveKey
+    iat: int
+    exp: int
+    compressed: bytes
+    warnings: tuple[ItemError, ...]
 
 
 class SigningService:
@@ -33,22 +79,137 @@ class SigningService:
         self._config = config
         self._registry = registry
         self._clock = clock
+        self._policy = config.validation.policy()
         self._iss = config.issuer.country
         self._validity = {t: config.issuer.validity_seconds(t) for t in CertType}
+        self._own_trust: tuple[tuple[object, ...], TrustStore] = ((), TrustStore(()))
 
-    def sign_batch(self, items: Sequence[SignItem], alg: Alg | None, rpc: str) -> list[ItemResult]:
-        limit = self._config.server.max_batch
-        if len(items) > limit:
-            raise RequestError(f"batch of {len(items)} items is over the limit of {limit}")
-        started = time.perf_counter()
-        iat = int(self._clock())
-        outcomes: list[ItemResult | _Pending] = []
-        signatures: Tally[bytes] = Tally()
-        keys: dict[CertType, ActiveKey | NoKey] = {}  # one choice per type: iat is per batch
+    # -- RPC entry points ----------------------------------------------------------------------
+
+    def sign_batch(
+        self,
+        items: Sequence[SignItem],
+        alg: Alg | None,
+        rpc: str,
+        output: OutputOptions | None = None,
+    ) -> list[ItemResult]:
+        self._check_size(len(items))
+        started, now = time.perf_counter(), self._clock()
+        moment = dt.datetime.fromtimestamp(now, dt.UTC)
+        prepared = [self._prepare_json(item, moment) for item in items]
+        results = self._sign_prepared(prepared, alg, int(now), output)
+        self._count(results, rpc, time.perf_counter() - started)
+        return results
+
+    def reissue_batch(
+        self, items: Sequence[HcertItem], alg: Alg | None, output: OutputOptions | None = None
+    ) -> list[ItemResult]:
+        """Verify each HC1 against our own DSCs (any state, exp ignored), validate, sign anew."""
+        self._check_size(len(items))
+        started, now = time.perf_counter(), self._clock()
+        moment = dt.datetime.fromtimestamp(now, dt.UTC)
+        trust = self._own_trust_store()
+        prepared: list[ItemResult | _Ready] = []
+        for item in items:
+            verdict = verify_hc1(item.hc1, trust, check_time=False)
+            if not verdict.ok or verdict.decoded is None:
+                error = ItemError(f"hc1_{verdict.reason}", "", verdict.message)
+                prepared.append(ItemResult.failed(item.id, error))
+                continue
+            prepared.append(self._validated(item.id, verdict.decoded.dcc, moment))
+        results = self._sign_prepared(prepared, alg, int(now), output)
+        self._count(results, "Reissue", time.perf_counter() - started)
+        return results
+
+    def sign_hashes(self, items: Sequence[HashItem], kid: bytes) -> tuple[Alg, list[HashResult]]:
+        """Hash-only signing with the active key ``kid`` (README "Hash-only signing")."""
+        if not self._config.hash_only.enabled:
+            raise KeyStateError(
+                "hash-only signing is disabled on this appliance; an operator can allow it with "
+                "[hash_only] enabled = true"
+            )
+        self._check_size(len(items))
+        key = self._registry.active_by_kid(kid, self._clock())
+        if key is None:
+            raise KeyStateError(
+                f"kid {base64.b64encode(kid).decode()} is not an active key with a currently "
+                "valid DSC; fetch the current kid with GetTrustList"
+            )
+        results = []
         try:
             for item in items:
-                outcome = self._sign_one(item, alg, iat, keys)
-                if isinstance(outcome, _Pending):
+                if len(item.digest) != 32:
+                    error = ItemError(
+                        "digest_length",
+                        "",
+                        f"digest must be the 32-byte SHA-256 of the Sig_structure, got "
+                        f"{len(item.digest)} bytes",
+                    )
+                    results.append(HashResult(item.id, errors=(error,)))
+                else:
+                    results.append(HashResult(item.id, signature=key.sign_digest(item.digest)))
+        except HsmError as e:
+            metrics.HSM_ERRORS.inc()
+            raise BackendError(f"the HSM failed while signing: {e}") from e
+        signed = sum(1 for r in results if r.signature is not None)
+        metrics.SIGNATURES.labels(base64.b64encode(kid).decode()).inc(signed)
+        metrics.BATCHES.labels("SignHash").inc()
+        return key.entry.dsc.alg, results
+
+    # -- stages --------------------------------------------------------------------------------
+
+    def _check_size(self, count: int) -> None:
+        limit = self._config.server.max_batch
+        if count > limit:
+            raise RequestError(f"batch of {count} items is over the limit of {limit}")
+
+    def _prepare_json(self, item: SignItem, now: dt.datetime) -> ItemResult | _Ready:
+        if len(item.payload_json) > self._config.server.max_payload_bytes:
+            error = ItemError(
+                "too_large",
+                "",
+                f"payload of {len(item.payload_json)} characters is over the limit of "
+                f"{self._config.server.max_payload_bytes}",
+            )
+            return ItemResult.failed(item.id, error)
+        try:
+            payload = orjson.loads(item.payload_json)
+        except orjson.JSONDecodeError as e:
+            return ItemResult.failed(item.id, ItemError("json", "", f"payload is not JSON: {e}"))
+        return self._validated(item.id, payload, now)
+
+    def _validated(self, item_id: str, payload: object, now: dt.datetime) -> ItemResult | _Ready:
+        checked = validate_payload(payload, policy=self._policy, now=now)
+        if checked.payload is None or checked.cert_type is None:
+            return ItemResult(item_id, errors=checked.errors)
+        return _Ready(item_id, checked.payload, checked.cert_type, checked.uvci, checked.warnings)
+
+    def _sign_prepared(
+        self,
+        prepared: list[ItemResult | _Ready],
+        alg: Alg | None,
+        iat: int,
+        output: OutputOptions | None,
+    ) -> list[ItemResult]:
+        for index, first in find_duplicate_uvcis(
+            [p.uvci if isinstance(p, _Ready) else None for p in prepared]
+        ).items():
+            ready = prepared[index]
+            assert isinstance(ready, _Ready)
+            message = (
+                f'ci "{ready.uvci}" repeats the UVCI of item {prepared[first].id!r} in this batch; '
+                "each certificate needs its own UVCI"
+            )
+            prepared[index] = ItemResult.failed(ready.id, ItemError("duplicate_uvci", "", message))
+        keys: dict[CertType, ActiveKey | NoKey] = {}  # one choice per type: iat is per batch
+        outcomes: list[ItemResult | _Signing] = []
+        signatures: Tally[bytes] = Tally()
+        try:
+            for entry in prepared:
+                outcome = (
+                    entry if isinstance(entry, ItemResult) else self._sign(entry, alg, iat, keys)
+                )
+                if isinstance(outcome, _Signing):
                     signatures[outcome.key.entry.dsc.kid] += 1
                 outcomes.append(outcome)
         except HsmError as e:
@@ -57,43 +218,32 @@ class SigningService:
         finally:
             for kid, count in signatures.items():
                 metrics.SIGNATURES.labels(base64.b64encode(kid).decode()).inc(count)
-        results = _finish(outcomes)
-        self._count(results, rpc, time.perf_counter() - started)
-        return results
+        return _finish(outcomes, output)
 
-    def _sign_one(
-        self, item: SignItem, alg: Alg | None, iat: int, keys: dict[CertType, ActiveKey | NoKey]
-    ) -> ItemResult | _Pending:
-        if len(item.payload_json) > self._config.server.max_payload_bytes:
-            return ItemResult.failed(
-                item.id,
-                ItemError(
-                    "too_large",
-                    "",
-                    f"payload of {len(item.payload_json)} characters is over the limit of "
-                    f"{self._config.server.max_payload_bytes}",
-                ),
-            )
-        try:
-            payload = orjson.loads(item.payload_json)
-        except orjson.JSONDecodeError as e:
-            return ItemResult.failed(item.id, ItemError("json", "", f"payload is not JSON: {e}"))
-        cert_type, errors = _certificate_type(payload)
-        if cert_type is None:
-            return ItemResult(item.id, errors=errors)
-        exp = iat + self._validity[cert_type]
-        key = keys.get(cert_type)
+    def _sign(
+        self, ready: _Ready, alg: Alg | None, iat: int, keys: dict[CertType, ActiveKey | NoKey]
+    ) -> ItemResult | _Signing:
+        exp = iat + self._validity[ready.cert_type]
+        key = keys.get(ready.cert_type)
         if key is None:
             try:
-                key = self._registry.select(cert_type, alg, iat, exp)
+                key = self._registry.select(ready.cert_type, alg, iat, exp)
             except NoKey as e:
                 key = e
-            keys[cert_type] = key
+            keys[ready.cert_type] = key
         if isinstance(key, NoKey):
-            return ItemResult.failed(item.id, ItemError(key.code, "", str(key)))
-        return _Pending(
-            item.id, key, iat, exp, key.encoder.sign_compressed(payload, self._iss, iat, exp)
-        )
+            return ItemResult.failed(ready.id, ItemError(key.code, "", str(key)))
+        compressed = key.encoder.sign_compressed(ready.payload, self._iss, iat, exp)
+        return _Signing(ready.id, key, iat, exp, compressed, ready.warnings)
+
+    def _own_trust_store(self) -> TrustStore:
+        """Our DSCs in every state: what we signed stays re-issuable after a key retires."""
+        entries = self._registry.entries
+        cached_entries, store = self._own_trust
+        if cached_entries is not entries:
+            store = TrustStore(TrustedDsc(e.dsc.certificate, e.dsc.kid) for e in entries)
+            self._own_trust = (entries, store)
+        return store
 
     @staticmethod
     def _count(results: list[ItemResult], rpc: str, seconds: float) -> None:
@@ -105,41 +255,28 @@ class SigningService:
             metrics.ITEMS.labels("rejected").inc(len(rejected))
             for code, count in Tally(e.code for r in rejected for e in r.errors).items():
                 metrics.ITEM_ERRORS.labels(code).inc(count)
+                if code in _LOGGED_CODES:
+                    log.warning("%d item(s) refused by the plausibility policy: %s", count, code)
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A signed item waiting for the batch's base45 pass."""
-
-    id: str
-    key: ActiveKey
-    iat: int
-    exp: int
-    compressed: bytes
-
-
-def _finish(outcomes: list[ItemResult | _Pending]) -> list[ItemResult]:
+def _finish(
+    outcomes: list[ItemResult | _Signing], output: OutputOptions | None
+) -> list[ItemResult]:
     """Base45-encode every signed item of the batch at once; keep request order."""
-    pending = [o for o in outcomes if isinstance(o, _Pending)]
-    texts = iter(base45.encode_many([p.compressed for p in pending], HC1_PREFIX))
-    return [
-        ItemResult(
-            o.id, Signed(next(texts), o.key.entry.dsc.kid, o.key.entry.dsc.alg, o.iat, o.exp)
-        )
-        if isinstance(o, _Pending)
-        else o
-        for o in outcomes
-    ]
-
-
-def _certificate_type(payload: Any) -> tuple[CertType | None, tuple[ItemError, ...]]:
-    """The certificate type: the payload must be an object with exactly one of v / t / r."""
-    if not isinstance(payload, dict):
-        return None, (ItemError("type", "", "payload must be a JSON object"),)
-    groups = [g for g in CERT_TYPE_BY_GROUP if g in payload]
-    if len(groups) != 1:
-        found = ", ".join(groups) or "none"
-        return None, (
-            ItemError("group", "", f"payload needs exactly one of v, t, r (found: {found})"),
-        )
-    return CERT_TYPE_BY_GROUP[groups[0]], ()
+    signing = [o for o in outcomes if isinstance(o, _Signing)]
+    texts = iter(base45.encode_many([s.compressed for s in signing], HC1_PREFIX))
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, ItemResult):
+            results.append(outcome)
+            continue
+        hc1 = next(texts)
+        dsc = outcome.key.entry.dsc
+        png = svg = None
+        if output is not None and output.qr_png:
+            png = qr.render_png(hc1, output.qr_scale)
+        if output is not None and output.qr_svg:
+            svg = qr.render_svg(hc1, output.qr_scale)
+        signed = Signed(hc1, dsc.kid, dsc.alg, outcome.iat, outcome.exp, outcome.warnings, png, svg)
+        results.append(ItemResult(outcome.id, signed))
+    return results

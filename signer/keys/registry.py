@@ -128,6 +128,14 @@ class KeyRegistry:
         """True when at least one active key has a DSC valid right now."""
         return any(a.entry.dsc.not_before <= now <= a.entry.dsc.not_after for a in self._active)
 
+    def active_by_kid(self, kid: bytes, now: float) -> ActiveKey | None:
+        """The active key with this kid whose DSC is valid at ``now`` (hash-only signing)."""
+        for active in self._active:
+            dsc = active.entry.dsc
+            if dsc.kid == kid and dsc.not_before <= now <= dsc.not_after:
+                return active
+        return None
+
     def select(self, cert_type: CertType, alg: Alg | None, iat: int, exp: int) -> ActiveKey:
         """The key that signs a certificate of ``cert_type`` valid over [iat, exp]."""
         wanted = alg or Alg.ES256

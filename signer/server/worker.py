@@ -33,6 +33,7 @@ from signer.keys.state import KeyState
 from signer.server.interceptors import ErrorInterceptor
 from signer.server.servicer import SignerServicer
 from signer.service import SigningService
+from signer.verification import VerificationService
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,14 @@ async def _serve(config: Config, port: int, index: int, events: Queue[Any]) -> N
         ],
     )
     signer_pb2_grpc.add_SignerServicer_to_server(
-        SignerServicer(service, registry, hsm_thread, config.server.stream_window), server
+        SignerServicer(
+            service,
+            VerificationService(config, registry),
+            registry,
+            hsm_thread,
+            config.server.stream_window,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -66,3 +66,10 @@ def test_missing_pin_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     with pytest.raises(ConfigError, match="TEST_SIGNER_PIN"):
         config.read_pin()
+
+
+def test_shipped_configs_load_and_dev_toml_spells_out_the_defaults() -> None:
+    root = Path(__file__).resolve().parents[2] / "config"
+    assert load_config(root / "dev.toml") == Config()
+    production = load_config(root / "example.toml")
+    assert not production.dev.bootstrap and production.hsm.module != "softhsm"

@@ -118,23 +118,57 @@ class SignBatchRequest(_message.Message):
 
     ITEMS_FIELD_NUMBER: _builtins.int
     ALG_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
     alg: Global___Algorithm.ValueType
     """Preferred algorithm; UNSPECIFIED picks ES256 when an ES256 key is active for the type."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignItem]: ...
+    @_builtins.property
+    def output(self) -> Global___OutputOptions: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___SignItem] | None = ...,
         alg: Global___Algorithm.ValueType = ...,
+        output: Global___OutputOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "items", b"items"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "items", b"items", "output", b"output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SignBatchRequest: _TypeAlias = SignBatchRequest  # noqa: Y015
+
+@_typing.final
+class OutputOptions(_message.Message):
+    """Extra renderings of each signed certificate. QR codes use alphanumeric mode and error
+    correction level Q (HCERT.md §6); they cost milliseconds per item, so ask only when needed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QR_PNG_FIELD_NUMBER: _builtins.int
+    QR_SVG_FIELD_NUMBER: _builtins.int
+    QR_SCALE_FIELD_NUMBER: _builtins.int
+    qr_png: _builtins.bool
+    qr_svg: _builtins.bool
+    qr_scale: _builtins.int
+    """pixels (PNG) / units (SVG) per module; 0 = 4"""
+    def __init__(
+        self,
+        *,
+        qr_png: _builtins.bool = ...,
+        qr_svg: _builtins.bool = ...,
+        qr_scale: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["qr_png", b"qr_png", "qr_scale", b"qr_scale", "qr_svg", b"qr_svg"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputOptions: _TypeAlias = OutputOptions  # noqa: Y015
 
 @_typing.final
 class Signed(_message.Message):
@@ -145,6 +179,9 @@ class Signed(_message.Message):
     ALG_FIELD_NUMBER: _builtins.int
     IAT_FIELD_NUMBER: _builtins.int
     EXP_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    QR_PNG_FIELD_NUMBER: _builtins.int
+    QR_SVG_FIELD_NUMBER: _builtins.int
     hc1: _builtins.str
     """"HC1:" + base45(zlib(COSE_Sign1))"""
     kid: _builtins.bytes
@@ -154,6 +191,14 @@ class Signed(_message.Message):
     """issued at, seconds since the epoch"""
     exp: _builtins.int
     """expires, seconds since the epoch"""
+    qr_png: _builtins.bytes
+    """when OutputOptions.qr_png"""
+    qr_svg: _builtins.str
+    """when OutputOptions.qr_svg"""
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemError]:
+        """signed anyway, e.g. a deprecated value-set code"""
+
     def __init__(
         self,
         *,
@@ -162,10 +207,13 @@ class Signed(_message.Message):
         alg: Global___Algorithm.ValueType = ...,
         iat: _builtins.int = ...,
         exp: _builtins.int = ...,
+        warnings: _abc.Iterable[Global___ItemError] | None = ...,
+        qr_png: _builtins.bytes = ...,
+        qr_svg: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "exp", b"exp", "hc1", b"hc1", "iat", b"iat", "kid", b"kid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "exp", b"exp", "hc1", b"hc1", "iat", b"iat", "kid", b"kid", "qr_png", b"qr_png", "qr_svg", b"qr_svg", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -356,3 +404,272 @@ class GetTrustListResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTrustListResponse: _TypeAlias = GetTrustListResponse  # noqa: Y015
+
+@_typing.final
+class ReissueItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HC1_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    hc1: _builtins.str
+    """a certificate this appliance issued earlier"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        hc1: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hc1", b"hc1", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReissueItem: _TypeAlias = ReissueItem  # noqa: Y015
+
+@_typing.final
+class ReissueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    ALG_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    alg: Global___Algorithm.ValueType
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReissueItem]: ...
+    @_builtins.property
+    def output(self) -> Global___OutputOptions: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ReissueItem] | None = ...,
+        alg: Global___Algorithm.ValueType = ...,
+        output: Global___OutputOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "items", b"items", "output", b"output"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReissueRequest: _TypeAlias = ReissueRequest  # noqa: Y015
+
+@_typing.final
+class VerifyItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HC1_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    hc1: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        hc1: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hc1", b"hc1", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyItem: _TypeAlias = VerifyItem  # noqa: Y015
+
+@_typing.final
+class VerifyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    at: _builtins.int
+    """judge validity at this instant (seconds since the epoch); 0 = now"""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___VerifyItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___VerifyItem] | None = ...,
+        at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyRequest: _TypeAlias = VerifyRequest  # noqa: Y015
+
+@_typing.final
+class VerifyResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    VALID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    KID_FIELD_NUMBER: _builtins.int
+    ALG_FIELD_NUMBER: _builtins.int
+    ISS_FIELD_NUMBER: _builtins.int
+    IAT_FIELD_NUMBER: _builtins.int
+    EXP_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    DSC_SUBJECT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    valid: _builtins.bool
+    reason: _builtins.str
+    """"" when valid; else prefix, base45, zlib, cose_structure, unknown_kid, …"""
+    message: _builtins.str
+    """for a person"""
+    kid: _builtins.bytes
+    """what the certificate says (when it could be decoded)"""
+    alg: Global___Algorithm.ValueType
+    iss: _builtins.str
+    iat: _builtins.int
+    exp: _builtins.int
+    payload_json: _builtins.str
+    """the DCC payload as JSON, when it could be decoded"""
+    dsc_subject: _builtins.str
+    """the DSC that verified the signature"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        valid: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        kid: _builtins.bytes = ...,
+        alg: Global___Algorithm.ValueType = ...,
+        iss: _builtins.str = ...,
+        iat: _builtins.int = ...,
+        exp: _builtins.int = ...,
+        payload_json: _builtins.str = ...,
+        dsc_subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "dsc_subject", b"dsc_subject", "exp", b"exp", "iat", b"iat", "id", b"id", "iss", b"iss", "kid", b"kid", "message", b"message", "payload_json", b"payload_json", "reason", b"reason", "valid", b"valid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyResult: _TypeAlias = VerifyResult  # noqa: Y015
+
+@_typing.final
+class VerifyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___VerifyResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___VerifyResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyResponse: _TypeAlias = VerifyResponse  # noqa: Y015
+
+@_typing.final
+class HashItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    digest: _builtins.bytes
+    """SHA-256 over the COSE Sig_structure, 32 bytes"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HashItem: _TypeAlias = HashItem  # noqa: Y015
+
+@_typing.final
+class SignHashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    KID_FIELD_NUMBER: _builtins.int
+    kid: _builtins.bytes
+    """the kid the client put in the protected header; must be an active key"""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___HashItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___HashItem] | None = ...,
+        kid: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "kid", b"kid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignHashRequest: _TypeAlias = SignHashRequest  # noqa: Y015
+
+@_typing.final
+class HashResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    signature: _builtins.bytes
+    """ES256: raw r||s (64 bytes); PS256: RSASSA-PSS (256 bytes)"""
+    @_builtins.property
+    def rejected(self) -> Global___Rejected: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+        rejected: Global___Rejected | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "rejected", b"rejected", "signature", b"signature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "outcome", b"outcome", "rejected", b"rejected", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["signature", "rejected"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___HashResult: _TypeAlias = HashResult  # noqa: Y015
+
+@_typing.final
+class SignHashResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ALG_FIELD_NUMBER: _builtins.int
+    alg: Global___Algorithm.ValueType
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___HashResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___HashResult] | None = ...,
+        alg: Global___Algorithm.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignHashResponse: _TypeAlias = SignHashResponse  # noqa: Y015

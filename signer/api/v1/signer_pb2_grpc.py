@@ -50,6 +50,21 @@ class SignerStub:
                 request_serializer=signer_dot_api_dot_v1_dot_signer__pb2.GetTrustListRequest.SerializeToString,
                 response_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.GetTrustListResponse.FromString,
                 _registered_method=True)
+        self.Reissue = channel.unary_unary(
+                '/hcert.signer.v1.Signer/Reissue',
+                request_serializer=signer_dot_api_dot_v1_dot_signer__pb2.ReissueRequest.SerializeToString,
+                response_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.SignBatchResponse.FromString,
+                _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/hcert.signer.v1.Signer/Verify',
+                request_serializer=signer_dot_api_dot_v1_dot_signer__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.VerifyResponse.FromString,
+                _registered_method=True)
+        self.SignHash = channel.unary_unary(
+                '/hcert.signer.v1.Signer/SignHash',
+                request_serializer=signer_dot_api_dot_v1_dot_signer__pb2.SignHashRequest.SerializeToString,
+                response_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.SignHashResponse.FromString,
+                _registered_method=True)
 
 
 class SignerServicer:
@@ -80,6 +95,32 @@ class SignerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reissue(self, request, context):
+        """Re-issues previously issued HC1 strings: each must verify against this appliance's own
+        DSCs (active or retired; an expired exp is allowed), its payload is validated again and
+        signed with a fresh iat/exp by the current key. Per-item results, as SignBatch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Decodes and verifies HC1 strings against the appliance's trust list (its own DSCs plus the
+        foreign DSCs configured in [verify] trust_dir). Per-item results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignHash(self, request, context):
+        """Hash-only signing: the client builds the CWT and the COSE Sig_structure itself (alg and kid
+        from GetTrustList) and sends only SHA-256(Sig_structure); no personal data reaches the
+        appliance. Off unless [hash_only] enabled = true. See README "Hash-only signing".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +138,21 @@ def add_SignerServicer_to_server(servicer, server):
                     servicer.GetTrustList,
                     request_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.GetTrustListRequest.FromString,
                     response_serializer=signer_dot_api_dot_v1_dot_signer__pb2.GetTrustListResponse.SerializeToString,
+            ),
+            'Reissue': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reissue,
+                    request_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.ReissueRequest.FromString,
+                    response_serializer=signer_dot_api_dot_v1_dot_signer__pb2.SignBatchResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.VerifyRequest.FromString,
+                    response_serializer=signer_dot_api_dot_v1_dot_signer__pb2.VerifyResponse.SerializeToString,
+            ),
+            'SignHash': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignHash,
+                    request_deserializer=signer_dot_api_dot_v1_dot_signer__pb2.SignHashRequest.FromString,
+                    response_serializer=signer_dot_api_dot_v1_dot_signer__pb2.SignHashResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +237,87 @@ class Signer:
             '/hcert.signer.v1.Signer/GetTrustList',
             signer_dot_api_dot_v1_dot_signer__pb2.GetTrustListRequest.SerializeToString,
             signer_dot_api_dot_v1_dot_signer__pb2.GetTrustListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reissue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcert.signer.v1.Signer/Reissue',
+            signer_dot_api_dot_v1_dot_signer__pb2.ReissueRequest.SerializeToString,
+            signer_dot_api_dot_v1_dot_signer__pb2.SignBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcert.signer.v1.Signer/Verify',
+            signer_dot_api_dot_v1_dot_signer__pb2.VerifyRequest.SerializeToString,
+            signer_dot_api_dot_v1_dot_signer__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignHash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcert.signer.v1.Signer/SignHash',
+            signer_dot_api_dot_v1_dot_signer__pb2.SignHashRequest.SerializeToString,
+            signer_dot_api_dot_v1_dot_signer__pb2.SignHashResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,20 @@ class SignerStub:
     """
     GetTrustList: _grpc.UnaryUnaryMultiCallable[_signer_pb2.GetTrustListRequest, _signer_pb2.GetTrustListResponse]
     """Every document-signer certificate (DSC) the appliance knows, with its key state."""
+    Reissue: _grpc.UnaryUnaryMultiCallable[_signer_pb2.ReissueRequest, _signer_pb2.SignBatchResponse]
+    """Re-issues previously issued HC1 strings: each must verify against this appliance's own
+    DSCs (active or retired; an expired exp is allowed), its payload is validated again and
+    signed with a fresh iat/exp by the current key. Per-item results, as SignBatch.
+    """
+    Verify: _grpc.UnaryUnaryMultiCallable[_signer_pb2.VerifyRequest, _signer_pb2.VerifyResponse]
+    """Decodes and verifies HC1 strings against the appliance's trust list (its own DSCs plus the
+    foreign DSCs configured in [verify] trust_dir). Per-item results.
+    """
+    SignHash: _grpc.UnaryUnaryMultiCallable[_signer_pb2.SignHashRequest, _signer_pb2.SignHashResponse]
+    """Hash-only signing: the client builds the CWT and the COSE Sig_structure itself (alg and kid
+    from GetTrustList) and sends only SHA-256(Sig_structure); no personal data reaches the
+    appliance. Off unless [hash_only] enabled = true. See README "Hash-only signing".
+    """
 
 @_typing.type_check_only
 class SignerAsyncStub(SignerStub):
@@ -65,6 +79,20 @@ class SignerAsyncStub(SignerStub):
     """
     GetTrustList: _aio.UnaryUnaryMultiCallable[_signer_pb2.GetTrustListRequest, _signer_pb2.GetTrustListResponse]  # type: ignore[assignment]
     """Every document-signer certificate (DSC) the appliance knows, with its key state."""
+    Reissue: _aio.UnaryUnaryMultiCallable[_signer_pb2.ReissueRequest, _signer_pb2.SignBatchResponse]  # type: ignore[assignment]
+    """Re-issues previously issued HC1 strings: each must verify against this appliance's own
+    DSCs (active or retired; an expired exp is allowed), its payload is validated again and
+    signed with a fresh iat/exp by the current key. Per-item results, as SignBatch.
+    """
+    Verify: _aio.UnaryUnaryMultiCallable[_signer_pb2.VerifyRequest, _signer_pb2.VerifyResponse]  # type: ignore[assignment]
+    """Decodes and verifies HC1 strings against the appliance's trust list (its own DSCs plus the
+    foreign DSCs configured in [verify] trust_dir). Per-item results.
+    """
+    SignHash: _aio.UnaryUnaryMultiCallable[_signer_pb2.SignHashRequest, _signer_pb2.SignHashResponse]  # type: ignore[assignment]
+    """Hash-only signing: the client builds the CWT and the COSE Sig_structure itself (alg and kid
+    from GetTrustList) and sends only SHA-256(Sig_structure); no personal data reaches the
+    appliance. Off unless [hash_only] enabled = true. See README "Hash-only signing".
+    """
 
 class SignerServicer(metaclass=_abc_1.ABCMeta):
     """Signs EU DCC payloads into HC1: strings with keys held in the HSM."""
@@ -97,5 +125,37 @@ class SignerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_signer_pb2.GetTrustListResponse, _abc.Awaitable[_signer_pb2.GetTrustListResponse]]:
         """Every document-signer certificate (DSC) the appliance knows, with its key state."""
+
+    @_abc_1.abstractmethod
+    def Reissue(
+        self,
+        request: _signer_pb2.ReissueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signer_pb2.SignBatchResponse, _abc.Awaitable[_signer_pb2.SignBatchResponse]]:
+        """Re-issues previously issued HC1 strings: each must verify against this appliance's own
+        DSCs (active or retired; an expired exp is allowed), its payload is validated again and
+        signed with a fresh iat/exp by the current key. Per-item results, as SignBatch.
+        """
+
+    @_abc_1.abstractmethod
+    def Verify(
+        self,
+        request: _signer_pb2.VerifyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signer_pb2.VerifyResponse, _abc.Awaitable[_signer_pb2.VerifyResponse]]:
+        """Decodes and verifies HC1 strings against the appliance's trust list (its own DSCs plus the
+        foreign DSCs configured in [verify] trust_dir). Per-item results.
+        """
+
+    @_abc_1.abstractmethod
+    def SignHash(
+        self,
+        request: _signer_pb2.SignHashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signer_pb2.SignHashResponse, _abc.Awaitable[_signer_pb2.SignHashResponse]]:
+        """Hash-only signing: the client builds the CWT and the COSE Sig_structure itself (alg and kid
+        from GetTrustList) and sends only SHA-256(Sig_structure); no personal data reaches the
+        appliance. Off unless [hash_only] enabled = true. See README "Hash-only signing".
+        """
 
 def add_SignerServicer_to_server(servicer: SignerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,8 +12,8 @@ from typing import Any, Final, NamedTuple
 
 from signer.hcert.validation import _codes as codes
 from signer.hcert.validation import _valuesets as vs
-from signer.hcert.validation._dates import DateTuple, parse_date, parse_date_time
-from signer.hcert.validation._run import Run, nfc, show_day
+from signer.hcert.validation._dates import parse_date, parse_date_time
+from signer.hcert.validation._run import Run, nfc
 from signer.hcert.validation._uvci import check_uvci
 
 #: Schema maxLength of every free-text string since 1.3.0 (PAYLOAD.md "Schema history").
@@ -84,23 +84,23 @@ SPECS: Final[Mapping[str, tuple[_Field, ...]]] = {"v": VACCINATION, "t": TEST, "
 
 
 def check_entry(
-    run: Run, group: str, entry: dict[str, Any], path: str, dob: DateTuple | None
+    run: Run, group: str, entry: dict[str, Any], path: str, dob: str | None
 ) -> str | None:
     """Check one entry of ``group``, NFC-normalising ``entry`` (a private copy) in place.
 
     Returns the UVCI when ``ci`` is well-formed. ``dob`` is the parsed, plausible date of birth,
     or ``None`` to skip comparisons with it.
     """
-    days: dict[str, DateTuple] = {}
+    days: dict[str, str] = {}
     sample_seconds = -1
     uvci = None
     for field in SPECS[group]:
-        key, kind = field.key, field.kind
+        key, kind, required, _, values, _ = field
         value = entry.get(key)
         if value is None:
             if key in entry:  # JSON null
                 run.wrong_type(f"{path}/{key}", _what(field), _EXPECTED[kind], value)
-            elif field.required:
+            elif required:
                 run.error(codes.REQUIRED, f"{path}/{key}", f"{_what(field)} is missing")
         elif kind == _DOSE:
             _check_dose(run, field, path, value)
@@ -110,7 +110,8 @@ def check_entry(
             if not value.isascii():
                 value = entry[key] = nfc(value)
             if kind == _CODE:
-                _check_code(run, field, path, value)
+                if values is None or not values.get(value):  # unknown (None) or deprecated
+                    _bad_code(run, field, path, value)
             elif kind == _DATE:
                 day = parse_date(value)
                 if day is None:
@@ -151,7 +152,7 @@ def _check_dose(run: Run, field: _Field, path: str, value: object) -> None:
         )
 
 
-def _check_code(run: Run, field: _Field, path: str, value: str) -> None:
+def _bad_code(run: Run, field: _Field, path: str, value: str) -> None:
     active = field.values.get(value) if field.values is not None else None
     if active is None:
         run.error(
@@ -191,9 +192,9 @@ def _check_dates(
     group: str,
     path: str,
     *,
-    days: dict[str, DateTuple],
+    days: dict[str, str],
     sample_seconds: int,
-    dob: DateTuple | None,
+    dob: str | None,
 ) -> None:
     """dob ≤ event ≤ now (+ skew); recovery df ≤ du (issue rules; PAYLOAD.md field tables)."""
     event_key, label = _EVENT[group]
@@ -210,15 +211,14 @@ def _check_dates(
             run.error(
                 codes.FUTURE_DATE,
                 f"{path}/{event_key}",
-                f"{label} ({event_key}) {show_day(event)} is in the future "
+                f"{label} ({event_key}) {event} is in the future "
                 f"(no time zone has reached that day at {_now(run)})",
             )
         if dob and event[: len(dob)] < dob:
             run.error(
                 codes.DATE_ORDER,
                 f"{path}/{event_key}",
-                f"{label} ({event_key}) {show_day(event)} is before the date of birth (dob) "
-                f"{show_day(dob)}",
+                f"{label} ({event_key}) {event} is before the date of birth (dob) {dob}",
             )
     if group == "r":
         valid_from, valid_until = days.get("df"), days.get("du")
@@ -226,8 +226,8 @@ def _check_dates(
             run.error(
                 codes.DATE_ORDER,
                 f"{path}/du",
-                f"certificate valid until (du) {show_day(valid_until)} is before certificate valid "
-                f"from (df) {show_day(valid_from)}",
+                f"certificate valid until (du) {valid_until} is before certificate valid "
+                f"from (df) {valid_from}",
             )
 
 

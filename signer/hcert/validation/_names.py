@@ -45,11 +45,15 @@ _SPECIAL: Final[dict[str, str]] = {
     "Ŋ": "N",
     "Ŧ": "T",
 }
-#: Separators between name parts → filler (ICAO 9303 Part 3: spaces, hyphens, commas).
-_FILLERS: Final = " \t\u00a0,-\u2010\u2011\u2012\u2013\u2014\u2212"
+#: Separators between name parts → filler (ICAO 9303 Part 3: spaces, hyphens, commas); the
+#: filler itself stays, so transliterating an ICAO form gives it back unchanged.
+_FILLERS: Final = "< \t\u00a0,-\u2010\u2011\u2012\u2013\u2014\u2212"
 #: Punctuation ICAO says to omit: apostrophes (all common look-alikes) and full stops.
 _OMITTED: Final = "'\u2018\u2019\u02bc\u02b9\u0060\u00b4."
 _ASCII_UPPER: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: Stands in for an uncovered ASCII character (digit, symbol) so that "the output is ASCII" means
+#: "every character was covered" — one C-level ``isascii()`` instead of a regex.
+_UNCOVERED: Final = "\ufffd"
 
 
 def _icao_form(ch: str) -> str | None:
@@ -69,7 +73,7 @@ def _icao_form(ch: str) -> str | None:
 
 
 def _build_table() -> dict[int, str | None]:
-    table: dict[int, str | None] = {}
+    table: dict[int, str | None] = dict.fromkeys(range(0x80), _UNCOVERED)
     # Basic Latin letters, Latin-1 Supplement, Latin Extended-A/-B, Latin Extended Additional
     # (U+1E00–U+1EFF holds the precomposed Vietnamese letters with tone marks: ạ ả ấ ầ ẩ ẫ ậ ắ …).
     ranges = (range(0x41, 0x5B), range(0x61, 0x7B), range(0xC0, 0x250), range(0x1E00, 0x1F00))
@@ -88,14 +92,13 @@ def _build_table() -> dict[int, str | None]:
 
 
 _TABLE: Final = _build_table()
-_ICAO_RE: Final = re.compile(r"[A-Z<]*")
 _FILLER_RUNS: Final = re.compile(r"<{2,}")
 
 
 def icao_or_none(name: str) -> str | None:
     """ICAO 9303 form of an NFC-normalised ``name``; ``None`` if it has uncovered characters."""
     out = name.translate(_TABLE)
-    if _ICAO_RE.fullmatch(out) is None:
+    if not out.isascii():  # an uncovered character survived, or became _UNCOVERED
         return None
     if "<<" in out:
         out = _FILLER_RUNS.sub("<", out)

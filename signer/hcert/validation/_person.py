@@ -6,14 +6,14 @@ import re
 from typing import Any, Final
 
 from signer.hcert.validation import _codes as codes
-from signer.hcert.validation._dates import DateTuple, parse_dob
+from signer.hcert.validation._dates import parse_dob
+from signer.hcert.validation._entries import MAX_LENGTH
 from signer.hcert.validation._names import first_unsupported, icao_or_none
 from signer.hcert.validation._policy import FNT_REQUIRED_VERSIONS
-from signer.hcert.validation._run import Run, nfc, show_day
+from signer.hcert.validation._run import Run, nfc
 
-#: PAYLOAD.md "nam": fnt/gnt pattern ^[A-Z<]*$, maxLength 80 like every name field.
+#: PAYLOAD.md "nam": fnt/gnt pattern ^[A-Z<]*$ (maxLength 80 like every name field).
 _ICAO_RE: Final = re.compile(r"[A-Z<]*")
-_MAX_LENGTH: Final = 80
 #: (name key, transliterated key, what a clerk calls them)
 _PAIRS: Final = (
     ("fn", "fnt", "surname", "standardised surname"),
@@ -23,70 +23,19 @@ _PAIRS: Final = (
 
 def check_name(run: Run, nam: dict[str, Any], version: str | None) -> None:
     """Check ``nam`` (a private copy): NFC-normalises it and derives ``fnt``/``gnt`` in place."""
-    out = nam
     errors_before = len(run.errors)
-    derive = run.policy.derive_transliteration
-    deny = run.policy.name_deny_list
     has_transliteration = False
     for key, t_key, label, t_label in _PAIRS:
-        name = _text(run, nam, key, label, out)
-        translit = _text(run, nam, t_key, t_label, out)
-        valid = translit is not None and len(translit) <= _MAX_LENGTH
-        if translit is not None and _ICAO_RE.fullmatch(translit) is None:
-            valid = False
-            run.error(
-                codes.FORMAT,
-                f"/nam/{t_key}",
-                f'{t_label} ({t_key}) "{translit}" may only contain the letters A-Z and "<" '
-                "(ICAO 9303)",
-            )
-        if name is not None:
-            expected = icao_or_none(name)
-            if expected is None:
-                bad = first_unsupported(name)
-                if valid:
-                    run.warn(
-                        codes.TRANSLITERATION_UNCHECKED,
-                        f"/nam/{t_key}",
-                        f'{t_key} "{translit}" was not checked: {key} "{name}" contains "{bad}", '
-                        "which this signer cannot transliterate (Latin script only)",
-                    )
-                elif derive and t_key not in nam:
-                    run.error(
-                        codes.TRANSLITERATION_UNSUPPORTED,
-                        f"/nam/{key}",
-                        f'{key} "{name}" contains "{bad}", which this signer cannot transliterate '
-                        f"(Latin script only); supply {t_key} in ICAO 9303 form",
-                    )
-            elif t_key not in nam:
-                if derive and expected:
-                    if len(expected) > _MAX_LENGTH:
-                        run.error(
-                            codes.MAX_LENGTH,
-                            f"/nam/{t_key}",
-                            f'the ICAO 9303 transliteration of {key} "{name}" is {len(expected)} '
-                            f"characters long; at most {_MAX_LENGTH} are allowed in {t_key}",
-                        )
-                    else:
-                        out[t_key] = translit = expected
-                        valid = True
-            # A longer transliteration may be cut at 80 characters by the issuer.
-            elif valid and translit != expected and translit != expected[:_MAX_LENGTH]:
-                run.error(
-                    codes.TRANSLITERATION_MISMATCH,
-                    f"/nam/{t_key}",
-                    f'{t_key} "{translit}" is not the ICAO 9303 transliteration of {key} "{name}" '
-                    f'(expected "{expected}")',
-                )
-        if valid and translit:
+        translit = _check_pair(run, nam, key, t_key, label, t_label)
+        if translit:
             has_transliteration = True
-            if translit in deny:
+            if translit in run.policy.name_deny_list:
                 run.error(
                     codes.DENIED_NAME,
                     f"/nam/{t_key}",
                     f'{t_label} ({t_key}) "{translit}" is on the deny list of this signer',
                 )
-    if version in FNT_REQUIRED_VERSIONS and "fnt" not in out:
+    if version in FNT_REQUIRED_VERSIONS and "fnt" not in nam:
         run.error(
             codes.REQUIRED,
             "/nam/fnt",
@@ -102,8 +51,70 @@ def check_name(run: Run, nam: dict[str, Any], version: str | None) -> None:
         )
 
 
-def check_dob(run: Run, payload: dict[str, Any]) -> DateTuple | None:
-    """Check ``dob``; returns it at its own precision, or ``None`` when it cannot be compared."""
+def _check_pair(
+    run: Run, nam: dict[str, Any], key: str, t_key: str, label: str, t_label: str
+) -> str | None:
+    """Check one name and its transliteration; returns the usable transliteration, if any."""
+    name = _text(run, nam, key, label)
+    translit = _text(run, nam, t_key, t_label)
+    expected = icao_or_none(name) if name is not None else None
+    if translit is not None:
+        if translit == expected:  # the common case: right by construction, no regex needed
+            return translit if len(translit) <= MAX_LENGTH else None
+        if _ICAO_RE.fullmatch(translit) is None:
+            run.error(
+                codes.FORMAT,
+                f"/nam/{t_key}",
+                f'{t_label} ({t_key}) "{translit}" may only contain the letters A-Z and "<" '
+                "(ICAO 9303)",
+            )
+            return None
+        if len(translit) > MAX_LENGTH or name is None:
+            return translit if len(translit) <= MAX_LENGTH else None
+        if expected is None:
+            run.warn(
+                codes.TRANSLITERATION_UNCHECKED,
+                f"/nam/{t_key}",
+                f'{t_key} "{translit}" was not checked: {key} "{name}" contains '
+                f'"{first_unsupported(name)}", which this signer cannot transliterate '
+                "(Latin script only)",
+            )
+            return translit
+        # An issuer may cut a longer transliteration at 80 characters.
+        if translit != expected[:MAX_LENGTH]:
+            run.error(
+                codes.TRANSLITERATION_MISMATCH,
+                f"/nam/{t_key}",
+                f'{t_key} "{translit}" is not the ICAO 9303 transliteration of {key} "{name}" '
+                f'(expected "{expected}")',
+            )
+            return None
+        return translit
+    if t_key in nam or name is None or not run.policy.derive_transliteration:
+        return None  # mistyped (already reported), nothing to derive from, or not asked to
+    if expected is None:
+        run.error(
+            codes.TRANSLITERATION_UNSUPPORTED,
+            f"/nam/{key}",
+            f'{key} "{name}" contains "{first_unsupported(name)}", which this signer cannot '
+            f"transliterate (Latin script only); supply {t_key} in ICAO 9303 form",
+        )
+        return None
+    if len(expected) > MAX_LENGTH:
+        run.error(
+            codes.MAX_LENGTH,
+            f"/nam/{t_key}",
+            f'the ICAO 9303 transliteration of {key} "{name}" is {len(expected)} characters '
+            f"long; at most {MAX_LENGTH} are allowed in {t_key}",
+        )
+        return None
+    if expected:
+        nam[t_key] = expected
+    return expected
+
+
+def check_dob(run: Run, payload: dict[str, Any]) -> str | None:
+    """Check ``dob``; returns it (``""`` when unknown), or ``None`` when it must not be compared."""
     value = payload.get("dob")
     if value is None:
         if "dob" in payload:
@@ -125,13 +136,12 @@ def check_dob(run: Run, payload: dict[str, Any]) -> DateTuple | None:
             'YYYY with a year from 1900 to 2099, or "" when unknown',
         )
         return None
-    minimum = run.policy.min_dob_day
+    minimum = run.policy.min_dob
     if dob and dob < minimum[: len(dob)]:
         run.error(
             codes.IMPLAUSIBLE,
             "/dob",
-            f"date of birth (dob) {value} is before {show_day(minimum)}, the earliest this "
-            "signer accepts",
+            f"date of birth (dob) {value} is before {minimum}, the earliest this signer accepts",
         )
         return None
     if dob > run.latest[: len(dob)]:
@@ -140,22 +150,22 @@ def check_dob(run: Run, payload: dict[str, Any]) -> DateTuple | None:
     return dob
 
 
-def _text(run: Run, obj: dict[str, Any], key: str, label: str, out: dict[str, Any]) -> str | None:
-    """A string field of ``nam``, NFC-normalised into ``out``; ``None`` if absent or mistyped."""
-    value = obj.get(key)
+def _text(run: Run, nam: dict[str, Any], key: str, label: str) -> str | None:
+    """A string field of ``nam``, NFC-normalised in place; ``None`` if absent or mistyped."""
+    value = nam.get(key)
     if value is None:
-        if key in obj:
+        if key in nam:
             run.wrong_type(f"/nam/{key}", f"{label} ({key})", "a string", value)
         return None
     if not isinstance(value, str):
         run.wrong_type(f"/nam/{key}", f"{label} ({key})", "a string", value)
         return None
     if not value.isascii():
-        value = out[key] = nfc(value)
-    if len(value) > _MAX_LENGTH:
+        value = nam[key] = nfc(value)
+    if len(value) > MAX_LENGTH:
         run.error(
             codes.MAX_LENGTH,
             f"/nam/{key}",
-            f"{label} ({key}) is {len(value)} characters long; at most {_MAX_LENGTH} are allowed",
+            f"{label} ({key}) is {len(value)} characters long; at most {MAX_LENGTH} are allowed",
         )
     return value

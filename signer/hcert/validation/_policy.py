@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal
 
-from signer.hcert.validation._dates import DateTuple, parse_date
+from signer.hcert.validation._dates import parse_date
 from signer.hcert.validation._valuesets import COUNTRY_2_CODES
 
 #: Schema versions whose rules this package implements: 1.3.x (PAYLOAD.md "Schema history").
@@ -42,8 +42,6 @@ class ValidationPolicy:
     min_dob: str = "1900-01-02"
     name_deny_list: tuple[str, ...] = ()
     supported_versions: tuple[str, ...] = IMPLEMENTED_VERSIONS
-    #: ``min_dob`` parsed once here rather than per payload.
-    min_dob_day: DateTuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.deprecated_codes not in ("warn", "refuse"):
@@ -56,10 +54,8 @@ class ValidationPolicy:
             raise ValueError(
                 f"uvci_country {self.uvci_country!r} is not an ISO 3166-1 alpha-2 code"
             )
-        day = parse_date(self.min_dob)
-        if day is None:
+        if parse_date(self.min_dob) is None:
             raise ValueError(f"min_dob {self.min_dob!r} is not a YYYY-MM-DD date")
-        object.__setattr__(self, "min_dob_day", day)
         for name in self.name_deny_list:
             if _ICAO_NAME.fullmatch(name) is None:
                 raise ValueError(

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from signer.domain import ItemError
 from signer.hcert.validation import _codes as codes
-from signer.hcert.validation._dates import DateTuple, latest_day
+from signer.hcert.validation._dates import clock
 from signer.hcert.validation._policy import ValidationPolicy
 
 #: Unknown fields are copied (the schema has no ``additionalProperties: false``); nesting deeper
@@ -30,8 +30,7 @@ class Run:
             raise ValueError("now must be timezone-aware (e.g. datetime.now(timezone.utc))")
         self.policy = policy
         self.now = now
-        self.now_seconds = int(now.timestamp())
-        self.latest: DateTuple = latest_day(now, policy.clock_skew_seconds)
+        self.now_seconds, self.latest = clock(now, policy.clock_skew_seconds)
         self.errors: list[ItemError] = []
         self.warnings: list[ItemError] = []
 
@@ -101,10 +100,3 @@ def describe(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
-
-
-def show_day(day: DateTuple) -> str:
-    """(2021, 6, 11) → ``2021-06-11``; shorter dob tuples print at their own precision."""
-    if not day:
-        return "unknown"
-    return "-".join([f"{day[0]:04d}", *(f"{part:02d}" for part in day[1:])])

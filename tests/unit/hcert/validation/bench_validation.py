@@ -8,14 +8,9 @@ Target: ≤ 15 µs for the vaccination item on one core.
 from __future__ import annotations
 
 import copy
-import sys
 import timeit
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
 from signer.hcert.validation import ValidationPolicy, uvci_checksum, validate_payload
 

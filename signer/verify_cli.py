@@ -1,0 +1,82 @@
+"""``signer verify``: check HC1 strings locally against DSC PEMs and/or a server's trust list."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import IO
+
+from cryptography import x509
+
+from signer.client import fetch_trust_list, hc1_lines
+from signer.domain import Alg
+from signer.errors import ConfigError, RequestError
+from signer.hcert.verify import TrustedDsc, TrustStore, Verification, verify_hc1
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 instant; a value without a zone is taken as UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise RequestError(
+            f"--at {text!r} is not an ISO 8601 instant (e.g. 2027-01-31T12:00Z)"
+        ) from e
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def build_trust(trust_dir: Path | None, server: str | None) -> TrustStore:
+    dscs: list[TrustedDsc] = []
+    if trust_dir is not None:
+        dscs.extend(TrustStore.load_pem_dir(trust_dir))
+    if server is not None:
+        dscs.extend(
+            TrustedDsc.from_certificate(x509.load_der_x509_certificate(e.certificate_der))
+            for e in fetch_trust_list(server)
+        )
+    if not dscs:
+        raise ConfigError("no trusted DSCs: give --trust-dir DIR and/or --server ADDR")
+    return TrustStore(dscs)
+
+
+def verify_file(path: Path | None, trust: TrustStore, at: dt.datetime, out: IO[str]) -> int:
+    """Verify each line; returns the number of lines that failed."""
+    source = sys.stdin if path is None else path.open(encoding="utf-8")
+    failed = 0
+    try:
+        for number, text in hc1_lines(source):
+            verdict = verify_hc1(text, trust, at=at)
+            failed += not verdict.ok
+            out.write(
+                json.dumps(verdict_json(number, verdict), ensure_ascii=False, default=str) + "\n"
+            )
+    finally:
+        if path is not None:
+            source.close()
+    return failed
+
+
+def verdict_json(line: int, verdict: Verification) -> dict[str, object]:
+    result: dict[str, object] = {"line": line, "valid": verdict.ok}
+    if not verdict.ok:
+        result["reason"] = verdict.reason
+    result["message"] = verdict.message
+    decoded = verdict.decoded
+    if decoded is not None:
+        alg = Alg.from_cose_id(decoded.alg_id)
+        result.update(
+            {
+                "kid": base64.b64encode(decoded.kid).decode() if decoded.kid else None,
+                "alg": alg.value if alg else decoded.alg_id,
+                "iss": decoded.iss,
+                "iat": decoded.iat,
+                "exp": decoded.exp,
+                "payload": decoded.dcc,
+            }
+        )
+    if verdict.dsc is not None:
+        result["dsc"] = verdict.dsc.certificate.subject.rfc4514_string()
+    return result
