@@ -178,7 +178,12 @@ def verify_hc1(
         )
     signed_bytes = decoded.sig_structure()
     signer = next(
-        (dsc for dsc in fitting if _signature_ok(alg, dsc, decoded.signature, signed_bytes)), None
+        (
+            dsc
+            for dsc in fitting
+            if signature_matches(alg, dsc.certificate, decoded.signature, signed_bytes)
+        ),
+        None,
     )
     if signer is None:
         return fail(
@@ -203,8 +208,11 @@ def _key_fits(alg: Alg, dsc: TrustedDsc) -> bool:
     return isinstance(key, rsa.RSAPublicKey)
 
 
-def _signature_ok(alg: Alg, dsc: TrustedDsc, signature: bytes, message: bytes) -> bool:
-    key = dsc.certificate.public_key()
+def signature_matches(
+    alg: Alg, certificate: x509.Certificate, signature: bytes, message: bytes
+) -> bool:
+    """Does ``signature`` (COSE form) over ``message`` verify with the certificate's key?"""
+    key = certificate.public_key()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             # COSE carries raw r || s; cryptography wants DER (HCERT.md §5, RFC 8152 §8.1).

@@ -6,15 +6,13 @@ DCC extended-key-usage OIDs; a DSC with none of them may sign every type (HCERT.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from signer.domain import Alg, CertType
+from signer.hcert.verify import kid_of
 
 #: HCERT.md §7: the official DCC EKU OIDs (issue 4 §1).
 EKU_OIDS: dict[CertType, x509.ObjectIdentifier] = {
@@ -22,10 +20,6 @@ EKU_OIDS: dict[CertType, x509.ObjectIdentifier] = {
     CertType.VACCINATION: x509.ObjectIdentifier("1.3.6.1.4.1.1847.2021.1.2"),
     CertType.RECOVERY: x509.ObjectIdentifier("1.3.6.1.4.1.1847.2021.1.3"),
 }
-
-
-def kid_of(certificate_der: bytes) -> bytes:
-    return hashlib.sha256(certificate_der).digest()[:8]
 
 
 def alg_of(certificate: x509.Certificate) -> Alg | None:
@@ -72,27 +66,3 @@ class DscFacts:
             not_before=int(certificate.not_valid_before_utc.timestamp()),
             not_after=int(certificate.not_valid_after_utc.timestamp()),
         )
-
-
-def verify_digest_signature(
-    certificate: x509.Certificate, alg: Alg, digest: bytes, signature: bytes
-) -> bool:
-    """Check an HSM signature over a SHA-256 digest with the DSC's public key (self-test)."""
-    key = certificate.public_key()
-    prehashed = utils.Prehashed(hashes.SHA256())
-    try:
-        if alg is Alg.ES256 and isinstance(key, ec.EllipticCurvePublicKey):
-            if len(signature) != 64:
-                return False
-            der = utils.encode_dss_signature(
-                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            )
-            key.verify(der, digest, ec.ECDSA(prehashed))
-            return True
-        if alg is Alg.PS256 and isinstance(key, rsa.RSAPublicKey):
-            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-            key.verify(signature, digest, pss, prehashed)
-            return True
-    except InvalidSignature:
-        return False
-    return False

@@ -13,6 +13,7 @@ validity [iat, exp] (GOV §2.3: never sign documents that outlive the DSC).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -22,7 +23,8 @@ from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
 from hsm import check_private_key_attributes as check_attributes
 from signer.domain import Alg, CertType
 from signer.hcert.encode import HcertEncoder
-from signer.keys.dsc import DscFacts, verify_digest_signature
+from signer.hcert.verify import signature_matches
+from signer.keys.dsc import DscFacts
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
 
 log = logging.getLogger(__name__)
@@ -113,10 +115,9 @@ class KeyRegistry:
                 f"key is {key.algorithm.value} but its DSC is for {entry.dsc.alg.value}"
             )
         check_attributes(key.handle)
-        digest = os.urandom(32)
-        if not verify_digest_signature(
-            entry.dsc.certificate, entry.dsc.alg, digest, key.sign_digest(digest)
-        ):
+        message = b"hcert-signer self-test " + os.urandom(16)
+        signature = key.sign_digest(hashlib.sha256(message).digest())
+        if not signature_matches(entry.dsc.alg, entry.dsc.certificate, signature, message):
             raise ValueError("self-test failed: the key's signature does not verify with its DSC")
         ready = ActiveKey(
             entry, HcertEncoder(entry.dsc.alg, entry.dsc.kid, key.sign_digest), key.sign_digest

@@ -14,8 +14,8 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from hsm import HsmError, HsmToken, KeyAlgorithm, WeakKeyError, check_private_key_attributes
 from signer.domain import Alg
+from signer.hcert.verify import signature_matches
 from signer.keys.devca import DevCsca
-from signer.keys.dsc import verify_digest_signature
 
 
 @pytest.mark.parametrize(
@@ -45,13 +45,11 @@ def test_generated_key_is_sign_only_and_signs_verifiably(
     )
     public = certificate.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey if alg is Alg.ES256 else rsa.RSAPublicKey)
-    digest = hashlib.sha256(b"hcert").digest()
-    signature = key.sign_digest(digest)
+    message = b"hcert"
+    signature = key.sign_digest(hashlib.sha256(message).digest())
     assert len(signature) == (64 if alg is Alg.ES256 else 256)
-    assert verify_digest_signature(certificate, alg, digest, signature)
-    assert not verify_digest_signature(
-        certificate, alg, hashlib.sha256(b"other").digest(), signature
-    )
+    assert signature_matches(alg, certificate, signature, message)
+    assert not signature_matches(alg, certificate, signature, b"other")
 
 
 def test_weak_key_is_refused(hsm_token: HsmToken) -> None:
