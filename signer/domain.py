@@ -26,6 +26,9 @@ CERT_TYPE_BY_GROUP: dict[str, CertType] = {
 }
 
 
+GROUP_BY_CERT_TYPE: dict[CertType, str] = {t: g for g, t in CERT_TYPE_BY_GROUP.items()}
+
+
 class Alg(StrEnum):
     """COSE signature algorithms an HCERT may use (HCERT.md §5)."""
 

@@ -25,6 +25,7 @@ from hsm import HsmError
 from signer import metrics
 from signer.config import Config
 from signer.domain import (
+    GROUP_BY_CERT_TYPE,
     Alg,
     CertType,
     HashItem,
@@ -44,6 +45,18 @@ from signer.hcert.verify import TrustedDsc, TrustStore, verify_hc1
 from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
 
 log = logging.getLogger(__name__)
+
+#: Item error codes of the signing service itself; payload validation has its own
+#: (``signer.hcert.validation.ERROR_CODES``), and Reissue reports a string that fails
+#: verification as ``hc1_<reason>`` with a reason from ``signer.hcert.verify.VERIFY_REASONS``.
+SERVICE_ERROR_CODES: dict[str, str] = {
+    "json": "The payload is not valid JSON.",
+    "too_large": "The payload is longer than [server] max_payload_bytes.",
+    "no_key": "No active key may sign this certificate type (with the requested algorithm).",
+    "dsc_validity": "The certificate would expire after the DSC of the active key.",
+    "dsc_not_yet_valid": "The DSC of the active key is not valid yet.",
+    "digest_length": "Hash-only signing: the digest is not 32 bytes (SHA-256).",
+}
 
 #: Codes that are logged as well as counted (issue 3 §5: plausibility is logged and counted).
 _LOGGED_CODES = frozenset({"implausible", "denied_name"})
@@ -200,7 +213,8 @@ class SigningService:
                 f'ci "{ready.uvci}" repeats the UVCI of item {prepared[first].id!r} in this batch; '
                 "each certificate needs its own UVCI"
             )
-            prepared[index] = ItemResult.failed(ready.id, ItemError("duplicate_uvci", "", message))
+            path = f"/{GROUP_BY_CERT_TYPE[ready.cert_type]}/0/ci"
+            prepared[index] = ItemResult.failed(ready.id, ItemError("duplicate_uvci", path, message))
         keys: dict[CertType, ActiveKey | NoKey] = {}  # one choice per type: iat is per batch
         outcomes: list[ItemResult | _Signing] = []
         signatures: Tally[bytes] = Tally()
