@@ -214,7 +214,9 @@ class SigningService:
                 "each certificate needs its own UVCI"
             )
             path = f"/{GROUP_BY_CERT_TYPE[ready.cert_type]}/0/ci"
-            prepared[index] = ItemResult.failed(ready.id, ItemError("duplicate_uvci", path, message))
+            prepared[index] = ItemResult.failed(
+                ready.id, ItemError("duplicate_uvci", path, message)
+            )
         keys: dict[CertType, ActiveKey | NoKey] = {}  # one choice per type: iat is per batch
         outcomes: list[ItemResult | _Signing] = []
         signatures: Tally[bytes] = Tally()
