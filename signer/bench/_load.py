@@ -81,6 +81,31 @@ async def _drive(
     }
 
 
+async def _stream(address: str, blobs: list[bytes], requests: int) -> dict[str, Any]:
+    """One SignStream of ``requests`` batches: the long-run case whose server RSS must stay flat."""
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        call = channel.stream_stream("/hcert.signer.v1.Signer/SignStream")
+
+        async def requests_iter() -> Any:
+            for n in range(requests):
+                yield blobs[n % len(blobs)]
+
+        signed = rejected = 0
+        started = time.perf_counter()
+        async for raw in call(requests_iter()):
+            response = pb.SignBatchResponse.FromString(raw)
+            ok = sum(1 for r in response.results if r.HasField("signed"))
+            signed += ok
+            rejected += len(response.results) - ok
+        return {"seconds": time.perf_counter() - started, "signed": signed, "rejected": rejected}
+
+
+def run_stream(address: str, blobs: list[bytes], requests: int, out: Any) -> None:
+    """Process entry point for the long-stream phase."""
+    out.put(asyncio.run(_stream(address, blobs, requests)))
+
+
 def run_load(address: str, blobs: list[bytes], requests: int, concurrency: int, out: Any) -> None:
     """Process entry point: drive the server, put the figures on ``out``."""
     out.put(asyncio.run(_drive(address, blobs, requests, concurrency)))

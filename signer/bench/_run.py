@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 
 from signer.api.v1 import signer_pb2 as pb
-from signer.bench._load import build_requests, run_load
+from signer.bench._load import build_requests, run_load, run_stream
 from signer.bench._raw import raw_sign_rate
 from signer.config import load_config
 from signer.devsetup import prepare_dev_environment
@@ -137,6 +137,7 @@ def run_bench(args: argparse.Namespace) -> int:
             load.join()
             rss_after = _rss_mib(info["pids"])
             server_cpu = _cpu_seconds(info["pids"]) - cpu_before
+            stream = _long_stream(ctx, address, blobs, args, info["pids"])
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
@@ -159,6 +160,8 @@ def run_bench(args: argparse.Namespace) -> int:
             ),
         }
     )
+    if stream is not None:
+        figures["stream"] = stream
     print(_report(figures))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -168,8 +171,47 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _long_stream(
+    ctx: Any, address: str, blobs: list[bytes], args: argparse.Namespace, pids: list[int]
+) -> dict[str, Any] | None:
+    """Phase (c), optional: one SignStream of --stream-items items; worker RSS sampled each
+    second (it must stay flat: the server holds at most ``stream_window`` batches)."""
+    requests = args.stream_items // args.batch
+    if requests <= 0:
+        return None
+    _say(f"(c) one SignStream of {requests * args.batch:,} items, sampling server RSS …")
+    out = ctx.Queue()
+    process = ctx.Process(target=run_stream, args=(address, blobs, requests, out))
+    process.start()
+    samples: list[float] = []
+    while process.is_alive():
+        samples.append(sum(_rss_mib(pids)))
+        time.sleep(1.0)
+    result = out.get(timeout=60)
+    process.join()
+    return {
+        "items": result["signed"] + result["rejected"],
+        "rejected": result["rejected"],
+        "certs_per_s": round(result["signed"] / result["seconds"]),
+        "rss_mib_first": samples[0] if samples else None,
+        "rss_mib_max": max(samples) if samples else None,
+        "rss_mib_last": samples[-1] if samples else None,
+        "rss_samples": len(samples),
+    }
+
+
 def _report(f: dict[str, Any]) -> str:
     m = f["machine"]
+    stream = f.get("stream")
+    stream_lines = (
+        [
+            f"(c) one SignStream of {stream['items']:,} items: {stream['certs_per_s']:,} certs/s, "
+            f"server RSS (all workers) first {stream['rss_mib_first']} MiB, "
+            f"max {stream['rss_mib_max']} MiB, last {stream['rss_mib_last']} MiB",
+        ]
+        if stream
+        else []
+    )
     return "\n".join(
         [
             f"machine: {m['cpus']} CPU ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}",
@@ -186,5 +228,6 @@ def _report(f: dict[str, Any]) -> str:
             f"    CPU per item: server {f['server_cpu_us_per_item']} µs (all workers), "
             f"load generator {f['client_cpu_us_per_item']} µs",
             f"ratio (b)/(a): {f['ratio']:.2f}",
+            *stream_lines,
         ]
     )
