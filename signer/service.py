@@ -177,12 +177,14 @@ class SigningService:
             raise RequestError(f"batch of {count} items is over the limit of {limit}")
 
     def _prepare_json(self, item: SignItem, now: dt.datetime) -> ItemResult | _Ready:
-        if len(item.payload_json) > self._config.server.max_payload_bytes:
+        limit = self._config.server.max_payload_bytes
+        # UTF-8 takes at most 4 bytes a character: only long strings need encoding to measure.
+        if len(item.payload_json) * 4 > limit and len(item.payload_json.encode()) > limit:
             error = ItemError(
                 "too_large",
                 "",
-                f"payload of {len(item.payload_json)} characters is over the limit of "
-                f"{self._config.server.max_payload_bytes}",
+                f"payload of {len(item.payload_json.encode())} bytes (UTF-8) is over the limit "
+                f"of {limit}",
             )
             return ItemResult.failed(item.id, error)
         try:

@@ -1,0 +1,271 @@
+"""Shared helpers for the integration tests: channels, items, COSE surgery, metrics, processes.
+
+Nothing here verifies a signature with project code: tampering re-encodes with cbor2, zlib and
+the PyPI ``base45`` package (``tests/independent.py`` takes the strings apart the same way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeAlias, TypeVar
+
+import base45 as pypi_base45
+import cbor2
+import grpc
+import psutil
+from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
+
+from signer.api.v1 import signer_pb2 as pb
+from signer.api.v1 import signer_pb2_grpc as pb_grpc
+from signer.hcert.verify import TrustedDsc, TrustStore
+from tests.conftest import SERVER_START_TIMEOUT, Appliance
+from tests.independent import cose_bytes, untag
+
+T = TypeVar("T")
+
+_MAX_MESSAGE = 64 << 20
+DAY = 86400
+
+AlgValue: TypeAlias = pb.Algorithm.ValueType
+
+#: The COSE algorithm identifiers (HCERT.md §5), written out here rather than imported.
+COSE_ALG: dict[AlgValue, int] = {pb.ALGORITHM_ES256: -7, pb.ALGORITHM_PS256: -37}
+SIGNATURE_LENGTH: dict[AlgValue, int] = {pb.ALGORITHM_ES256: 64, pb.ALGORITHM_PS256: 256}
+
+
+#: A realistic rapid-antigen test certificate (PAYLOAD.md, value sets 2.12.0).
+TEST_PAYLOAD: dict[str, Any] = {
+    "ver": "1.3.0",
+    "nam": {"fn": "Trần", "fnt": "TRAN", "gn": "Văn Đức", "gnt": "VAN<DUC"},
+    "dob": "1990-02-11",
+    "t": [
+        {
+            "tg": "840539006",
+            "tt": "LP217198-3",
+            "ma": "1232",
+            "sc": "2021-10-01T08:30:00+07:00",
+            "tr": "260415000",
+            "tc": "Bệnh viện Bạch Mai",
+            "co": "VN",
+            "is": "Bộ Y tế Việt Nam (Ministry of Health of Viet Nam)",
+            "ci": "URN:UVCI:01:VN:7QK2M4TDP9XHAF1C",
+        }
+    ],
+}
+
+
+def channel(address: str) -> grpc.Channel:
+    return grpc.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+        ],
+    )
+
+
+def stub(address: str) -> pb_grpc.SignerStub:
+    return pb_grpc.SignerStub(channel(address))
+
+
+def to_json(payload: Any, *, ascii_only: bool = False) -> str:
+    return json.dumps(payload, ensure_ascii=ascii_only)
+
+
+def items(payloads: Iterable[Any], prefix: str) -> list[pb.SignItem]:
+    return [
+        pb.SignItem(id=f"{prefix}-{i}", payload_json=to_json(p)) for i, p in enumerate(payloads)
+    ]
+
+
+def kid_of_der(der: bytes) -> bytes:
+    """SHA-256 over the DSC DER, first 8 bytes (HCERT.md §4), computed here, not imported."""
+    return hashlib.sha256(der).digest()[:8]
+
+
+def trust_store(dscs: Iterable[x509.Certificate]) -> TrustStore:
+    return TrustStore(TrustedDsc.from_certificate(c) for c in dscs)
+
+
+def sign_one(
+    address: str, payload_json: str, alg: AlgValue = pb.ALGORITHM_UNSPECIFIED
+) -> pb.ItemResult:
+    response: pb.SignBatchResponse = stub(address).SignBatch(
+        pb.SignBatchRequest(items=[pb.SignItem(id="one", payload_json=payload_json)], alg=alg),
+        timeout=60,
+    )
+    assert len(response.results) == 1
+    return response.results[0]
+
+
+# --- COSE surgery ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoseParts:
+    """The four members of a COSE_Sign1, as cbor2 hands them back (HCERT.md §3)."""
+
+    tagged: bool
+    protected: bytes
+    unprotected: Any
+    payload: bytes
+    signature: bytes
+
+    @classmethod
+    def of(cls, hc1: str) -> CoseParts:
+        cose = cose_bytes(hc1)
+        array = cbor2.loads(untag(cose))
+        assert isinstance(array, list) and len(array) == 4, array
+        protected, unprotected, payload, signature = array
+        return cls(cose[:1] == b"\xd2", protected, unprotected, payload, signature)
+
+    def header(self) -> Any:
+        return cbor2.loads(self.protected)
+
+    def claims(self) -> Any:
+        return cbor2.loads(self.payload)
+
+    def hc1(self) -> str:
+        """Re-encode: tag 18 + CBOR array → zlib → PyPI base45 → ``HC1:``."""
+        array = cbor2.dumps([self.protected, self.unprotected, self.payload, self.signature])
+        cose = (b"\xd2" if self.tagged else b"") + array
+        encoded = pypi_base45.b45encode(zlib.compress(cose, 9))
+        text = encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
+        return "HC1:" + text
+
+    def with_protected(self, header: dict[int, Any]) -> CoseParts:
+        return replace(self, protected=cbor2.dumps(header))
+
+    def with_claims(self, claims: dict[Any, Any]) -> CoseParts:
+        return replace(self, payload=cbor2.dumps(claims))
+
+    def with_payload_byte(self, offset: int, value: int) -> CoseParts:
+        changed = bytearray(self.payload)
+        changed[offset] = value
+        return replace(self, payload=bytes(changed))
+
+    def with_signature_bit_flipped(self, offset: int) -> CoseParts:
+        changed = bytearray(self.signature)
+        changed[offset] ^= 0x01
+        return replace(self, signature=bytes(changed))
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(metrics_port: int) -> Samples:
+    """Every sample of the supervisor's merged /metrics, keyed by (name, labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """The value of one sample, 0 when the series does not exist (yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def series(samples: Samples, name: str) -> list[dict[str, str]]:
+    return [dict(labels) for (n, labels) in samples if n == name]
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting to be reaped."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something other than None; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def start_with_config(
+    directory: Path, config_text: str
+) -> tuple[Appliance, subprocess.Popen[bytes]]:
+    """Like ``conftest.start_appliance``, but with a whole config of the caller's own.
+
+    ``start_appliance`` fixes ``[dev] key_algorithms``; a TOML table cannot set a key twice, so a
+    server with other dev keys needs its own file.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "signer.toml"
+    config_path.write_text(config_text)
+    ready = directory / "ready.json"
+    ready.unlink(missing_ok=True)
+    with (directory / "serve.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "signer.cli", "serve"),
+                *("--config", str(config_path), "--ready-file", str(ready)),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"server did not start:\n{(directory / 'serve.log').read_text()}")
+        time.sleep(0.1)
+    info = json.loads(ready.read_text())
+    appliance = Appliance(
+        address=f"127.0.0.1:{info['port']}",
+        metrics_port=info["metrics_port"],
+        pids=tuple(info["pids"]),
+        directory=directory,
+        config_path=config_path,
+    )
+    return appliance, process
+
+
+def dev_config(directory: Path, *, workers: int = 2, key_algorithms: Sequence[str] = ()) -> str:
+    algs = ", ".join(f'"{a}"' for a in key_algorithms)
+    return f"""
+[server]
+port = 0
+metrics_port = 0
+workers = {workers}
+max_batch = 1000
+
+[hsm]
+pin_env = ""
+key_refresh_seconds = 1.0
+
+[dev]
+directory = "{directory / "dev"}"
+key_algorithms = [{algs}]
+"""
