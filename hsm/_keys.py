@@ -4,6 +4,8 @@ Keys are generated inside the token with an explicit template (issue 2 §5): tok
 private, sensitive, never extractable, sign only — no decrypt, unwrap, derive or wrap.
 Signing takes a SHA-256 digest computed in Python: SoftHSM 2.6 has no CKM_ECDSA_SHA256
 (PERFORMANCE.md), and hash-then-sign lets clients send only a digest (HCERT.md §5).
+A PKCS#10 request signed by an RSA key needs PKCS#1 v1.5 instead of PSS (issue 4 ``keys csr``):
+:meth:`SigningKey.sign_pkcs1v15_sha256` wraps the digest in a DigestInfo for raw CKM_RSA_PKCS.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ _PUBLIC_TEMPLATE: dict[Attribute, Any] = {
     Attribute.MODIFIABLE: False,
 }
 _SIGN_ONLY = MechanismFlag.SIGN | MechanismFlag.VERIFY
+# RFC 8017 §9.2 note 1: DER of DigestInfo{sha256, NULL} up to the 32-byte digest.
+_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
 
 def check_private_key_attributes(key: pkcs11.PrivateKey) -> None:
@@ -150,5 +154,18 @@ class SigningKey:
                 mechanism=Mechanism.RSA_PKCS_PSS,
                 mechanism_param=(Mechanism.SHA256, MGF.SHA256, 32),
             )
+        except PKCS11Error as e:
+            raise HsmError(f"signing with {self.label!r} failed: {type(e).__name__} {e}") from e
+
+    def sign_pkcs1v15_sha256(self, digest: bytes) -> bytes:
+        """RSA only: an RSASSA-PKCS1-v1_5 signature over a SHA-256 digest (sha256WithRSAEncryption),
+        as a PKCS#10 request needs; made with raw CKM_RSA_PKCS over the DigestInfo."""
+        if self.algorithm is not KeyAlgorithm.RSA_2048:
+            raise HsmError(f"{self.label!r} is not an RSA key: PKCS#1 v1.5 does not apply")
+        if len(digest) != 32:
+            raise HsmError("a SHA-256 digest is 32 bytes")
+        signer = cast(SignMixin, self.handle)
+        try:
+            return signer.sign(_SHA256_DIGEST_INFO + digest, mechanism=Mechanism.RSA_PKCS)
         except PKCS11Error as e:
             raise HsmError(f"signing with {self.label!r} failed: {type(e).__name__} {e}") from e

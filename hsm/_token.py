@@ -90,6 +90,26 @@ class HsmToken:
         _, private = generate_keypair(self._session, algorithm, label, key_id)
         return SigningKey(label=label, key_id=key_id, algorithm=algorithm, handle=private)
 
+    def find_key(self, label: str) -> SigningKey | None:
+        """The HCERT-usable private key with this label, or None."""
+        return next((k for k in self.signing_keys() if k.label == label), None)
+
+    def destroy_key_objects(self, key_id: bytes) -> int:
+        """Destroy the private key, public key and certificates with this CKA_ID; the count."""
+        destroyed = 0
+        for object_class in (
+            ObjectClass.PRIVATE_KEY,
+            ObjectClass.PUBLIC_KEY,
+            ObjectClass.CERTIFICATE,
+        ):
+            for obj in self._objects({Attribute.CLASS: object_class, Attribute.ID: key_id}):
+                try:
+                    obj.destroy()
+                except PKCS11Error as e:
+                    raise HsmError(f"cannot destroy {object_class.name}: {e}") from e
+                destroyed += 1
+        return destroyed
+
     def public_key_der(self, key_id: bytes) -> bytes:
         """The DER public key of the pair with this CKA_ID (SPKI for EC, PKCS#1 for RSA)."""
         for obj in self._objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id}):
@@ -122,6 +142,16 @@ class HsmToken:
             }
         )
 
+    def delete_certificates(self, key_id: bytes) -> int:
+        """Destroy the certificates linked to this CKA_ID (before a replacement is stored)."""
+        found = self._objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id})
+        for obj in found:
+            try:
+                obj.destroy()
+            except PKCS11Error as e:
+                raise HsmError(f"cannot destroy certificate: {e}") from e
+        return len(found)
+
     def data_objects(self, application: str) -> list[StoredData]:
         query = {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: application}
         return [
@@ -130,20 +160,42 @@ class HsmToken:
         ]
 
     def put_data(self, application: str, label: str, value: bytes) -> None:
-        """Create or replace the data record (application, label)."""
+        """Create or replace the data record (application, label).
+
+        The new record is created before the old one is destroyed: a reader in another process
+        sees the old record, both, or the new one — never none, which for a key-state record
+        would take an active key out of service for one refresh (issue 4: rotation with zero
+        failed items)."""
         query = {
             Attribute.CLASS: ObjectClass.DATA,
             Attribute.APPLICATION: application,
             Attribute.LABEL: label,
         }
-        for obj in self._objects(query):
+        previous = self._objects(query)
+        self._create(
+            {**query, Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.VALUE: value}
+        )
+        for obj in previous:
             try:
                 obj.destroy()
             except PKCS11Error as e:
                 raise HsmError(f"cannot replace data record {label!r}: {e}") from e
-        self._create(
-            {**query, Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.VALUE: value}
-        )
+
+    def delete_data(self, application: str, label: str) -> bool:
+        """Destroy the data record (application, label); False when there was none."""
+        query = {
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.APPLICATION: application,
+            Attribute.LABEL: label,
+        }
+        found = False
+        for obj in self._objects(query):
+            try:
+                obj.destroy()
+            except PKCS11Error as e:
+                raise HsmError(f"cannot delete data record {label!r}: {e}") from e
+            found = True
+        return found
 
     # -- plumbing ------------------------------------------------------------------------------
 

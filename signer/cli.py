@@ -22,6 +22,7 @@ examples:
   signer verify signed.jsonl --trust-dir trust/ --at 2027-06-01T00:00Z
   signer reissue expiring.jsonl --server 127.0.0.1:50051 > reissued.jsonl
   signer bench --items 200000
+  signer keys list                          security officers: DSC keys in the HSM (keys --help)
 """
 
 
@@ -137,7 +138,18 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=1000, help="items per request")
     bench.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     bench.add_argument("--alg", choices=["ES256", "PS256"], default="ES256")
+    bench.add_argument(
+        "--stream-items",
+        type=int,
+        default=0,
+        help="then send this many items through one SignStream, sampling server RSS (0 = skip)",
+    )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
+
+    from signer.keys.cli_parser import add_devca_parser, add_keys_parser
+
+    add_keys_parser(commands)
+    add_devca_parser(commands)
     return parser
 
 
@@ -158,6 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from signer.bench import run_bench
 
             return run_bench(args)
+        if args.command == "keys":
+            from signer.keys import cli as keys_cli
+
+            return keys_cli.run(args)
+        if args.command == "dev-ca":
+            from signer.keys import devca_cli
+
+            return devca_cli.run(args)
     except SignerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -48,6 +48,7 @@ class HsmConfig:
 @dataclass(frozen=True, slots=True)
 class IssuerConfig:
     country: str = "VN"
+    key_usage_days: int = 183  # GOV §3.2: private-key usage ~6 months (metric when no PKUP ext)
     validity_days: dict[str, int] = field(
         default_factory=lambda: {t.value: DEFAULT_VALIDITY_DAYS for t in CertType}
     )
@@ -96,6 +97,26 @@ class HashOnlyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OfficersConfig:
+    """Dual control of key management (issue 4, docs/adr/0005-key-management-and-dual-control.md).
+
+    ``directory`` holds the officers' Ed25519 public keys as ``<name>.pub.pem``, deployed by
+    operations; "" means ``<dev directory>/officers`` in a dev config (the two dev officers)."""
+
+    directory: str = ""
+    required_approvals: int = 2
+    proposal_hours: float = 24.0  # a proposal not approved within this time expires
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """The key-management audit trail (JSON lines, SHA-256 hash chain); "" = ``<dev>/audit.jsonl``
+    in a dev config."""
+
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class DevConfig:
     """Development bootstrap. Never enable in production: the CSCA key sits in a file."""
 
@@ -112,6 +133,8 @@ class Config:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     hash_only: HashOnlyConfig = field(default_factory=HashOnlyConfig)
+    officers: OfficersConfig = field(default_factory=OfficersConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     dev: DevConfig = field(default_factory=DevConfig)
 
     @property
@@ -125,6 +148,26 @@ class Config:
     @property
     def dev_pin_file(self) -> Path:
         return self.dev_dir / "user.pin"
+
+    @property
+    def officers_dir(self) -> Path:
+        """The officer roster directory; in a dev config by default the dev officers'."""
+        if self.officers.directory:
+            return Path(self.officers.directory).resolve()
+        if self.dev.bootstrap:
+            return self.dev_dir / "officers"
+        raise ConfigError(
+            "[officers] directory is not set: name the directory of security officers' public "
+            "keys (<name>.pub.pem) that approve key operations"
+        )
+
+    @property
+    def audit_path(self) -> Path:
+        if self.audit.path:
+            return Path(self.audit.path).resolve()
+        if self.dev.bootstrap:
+            return self.dev_dir / "audit.jsonl"
+        raise ConfigError("[audit] path is not set: name the key-management audit trail file")
 
     def read_pin(self) -> str:
         """The user PIN from the env var named in the config, else from the PIN file."""
@@ -155,6 +198,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "validation": ValidationConfig,
     "verify": VerifyConfig,
     "hash_only": HashOnlyConfig,
+    "officers": OfficersConfig,
+    "audit": AuditConfig,
     "dev": DevConfig,
 }
 
@@ -233,6 +278,14 @@ def _check(config: Config, source: str) -> None:
         config.validation.policy()
     except ValueError as e:
         raise ConfigError(f"{source}: [validation] {e}") from e
+    if config.issuer.key_usage_days < 1:
+        raise ConfigError(f"{source}: [issuer] key_usage_days must be ≥ 1")
+    if config.officers.required_approvals < 2:
+        raise ConfigError(
+            f"{source}: [officers] required_approvals must be ≥ 2 (dual control, issue 4)"
+        )
+    if config.officers.proposal_hours <= 0:
+        raise ConfigError(f"{source}: [officers] proposal_hours must be > 0")
     bad_algs = set(config.dev.key_algorithms) - {"ES256", "PS256"}
     if bad_algs:
         raise ConfigError(f"{source}: [dev] key_algorithms: unknown {sorted(bad_algs)}")

@@ -1,4 +1,5 @@
-"""``make run`` on a fresh machine: a SoftHSM token under ``.dev/`` with a dev CSCA and DSC.
+"""``make run`` on a fresh machine: a SoftHSM token under ``.dev/`` with a dev CSCA and DSC,
+approved by two dev security officers created in ``.dev/officers/`` (issue 4 dual control).
 
 Runs in a short-lived child process, so the supervisor itself never loads the PKCS#11 module
 (workers open it only after they start: STYLE.md "Concurrency").
@@ -73,6 +74,7 @@ def _ensure_keys_in_child(config: Config) -> None:
                 config.issuer.country,
                 [Alg(a) for a in config.dev.key_algorithms],
                 lambda line: print(line, flush=True),
+                config.officers_dir,
             )
         finally:
             token.close()

@@ -41,3 +41,10 @@ DSC_NOT_AFTER = Gauge(
     ["kid", "label"],
     multiprocess_mode="livemax",
 )
+KEY_USAGE_END = Gauge(
+    "hcert_key_usage_end_seconds",
+    "End of the DSC private key's usage period, seconds since the epoch, by kid: the DSC's "
+    "PrivateKeyUsagePeriod notAfter, else activation + [issuer] key_usage_days.",
+    ["kid", "label"],
+    multiprocess_mode="livemax",
+)

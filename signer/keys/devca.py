@@ -1,13 +1,16 @@
 """Development PKI: a throw-away CSCA in a file and DSCs for keys generated in the dev token.
 
-LOUDLY NOT FOR PRODUCTION: the CSCA private key is a plain file under ``.dev/``. Production CSCAs
-live offline and DSCs are certified through ``signer keys csr`` / ``import-cert`` (issue 4).
-``make run`` and the test suite use this to have a complete appliance on a fresh machine.
+LOUDLY NOT FOR PRODUCTION: the CSCA private key is a plain file under ``.dev/``, and so are the
+two dev security officers' keys (``.dev/officers/``) that approve the dev keys' state records.
+Production CSCAs live offline and DSCs are certified through ``signer keys csr`` / ``import-cert``
+(issue 4). ``make run`` and the test suite use this to have a complete appliance on a fresh
+machine; ``signer dev-ca issue`` certifies a CSR with it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,14 +21,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from hsm import HsmToken, KeyAlgorithm
+from hsm import HsmToken, KeyAlgorithm, SigningKey, StoredCertificate
 from signer.domain import Alg, CertType
-from signer.keys.dsc import EKU_OIDS
+from signer.keys.dsc import EKU_OIDS, certificate_types
+from signer.keys.officers import OfficerKey, Roster, create_officer
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
 
 NOT_FOR_PRODUCTION = "NOT FOR PRODUCTION"
 DSC_VALIDITY = dt.timedelta(days=730)  # GOV §3.2: DSC certificate about 2 years
 _KEY_ALGORITHMS = {Alg.ES256: KeyAlgorithm.EC_P256, Alg.PS256: KeyAlgorithm.RSA_2048}
+DEV_OFFICERS = ("dev-officer-a", "dev-officer-b")
+
+
+def dev_officers(directory: Path, create: bool = True) -> tuple[OfficerKey, ...]:
+    """The two dev security officers in ``directory`` (keys + roster), created when missing."""
+    for name in DEV_OFFICERS:
+        if create and not (directory / f"{name}.key.pem").exists():
+            create_officer(directory, name)
+    roster = Roster.load(directory)
+    return tuple(OfficerKey.load(directory / f"{name}.key.pem", roster) for name in DEV_OFFICERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,42 @@ class DevCsca:
         )
 
 
+def issue_from_csr(
+    csca: DevCsca,
+    csr: x509.CertificateSigningRequest,
+    types: Iterable[CertType],
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """``signer dev-ca issue``: a DSC for the CSR's key and subject (its signature is checked)."""
+    if not csr.is_signature_valid:
+        raise ValueError("the CSR's signature does not verify with its own public key")
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise ValueError(f"a DSC key must be EC or RSA, not {type(public_key).__name__}")
+    csca_ski = csca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(csca.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([EKU_OIDS[t] for t in types]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(csca_ski.value),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .sign(csca.key, hashes.SHA256())
+    )
+
+
 def create_dev_key(
     token: HsmToken,
     csca: DevCsca,
@@ -134,8 +184,12 @@ def create_dev_key(
     not_after: dt.datetime | None = None,
     types: Iterable[CertType] = tuple(CertType),
     state: KeyState = KeyState.ACTIVE,
+    officers: tuple[OfficerKey, ...] = (),
 ) -> x509.Certificate:
-    """Generate a key in the token, certify it with the dev CSCA, store the DSC, set its state."""
+    """Generate a key in the token, certify it with the dev CSCA, store the DSC, set its state.
+
+    The state record is signed by ``officers`` (the dev officers, or test officers): without
+    them it carries no approvals and a server enforcing dual control ignores the key."""
     key_id = secrets.token_bytes(16)
     token.generate_key(_KEY_ALGORITHMS[alg], label, key_id)
     now = dt.datetime.now(dt.UTC)
@@ -148,16 +202,36 @@ def create_dev_key(
         not_after or not_before + DSC_VALIDITY,
         types,
     )
-    token.store_certificate(
-        label,
-        key_id,
-        certificate.public_bytes(serialization.Encoding.DER),
-        certificate.subject.public_bytes(),
-    )
-    token.put_data(
-        STATE_APPLICATION, label, KeyStateRecord(state, int(now.timestamp()) - 1).to_bytes()
-    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    token.store_certificate(label, key_id, der, certificate.subject.public_bytes())
+    write_dev_state(token, label, key_id, alg, der, state, int(now.timestamp()) - 1, officers)
     return certificate
+
+
+def write_dev_state(
+    token: HsmToken,
+    label: str,
+    key_id: bytes,
+    alg: Alg,
+    der: bytes,
+    state: KeyState,
+    at: int,
+    officers: tuple[OfficerKey, ...],
+) -> KeyStateRecord:
+    """Write an approved state record (``state`` from ``at`` on) for a dev key's DSC."""
+    record = KeyStateRecord(
+        label=label,
+        key_id=key_id,
+        alg=alg,
+        types=certificate_types(x509.load_der_x509_certificate(der)),
+        issued_at=at,
+        op="dev-bootstrap",
+        active_from=at if state is not KeyState.PENDING else None,
+        retire_at=at if state is KeyState.RETIRED else None,
+        certificate_sha256=hashlib.sha256(der).digest(),
+    ).signed_by(officers)
+    token.put_data(STATE_APPLICATION, label, record.to_bytes())
+    return record
 
 
 def ensure_dev_keys(
@@ -166,14 +240,38 @@ def ensure_dev_keys(
     country: str,
     algorithms: Iterable[Alg],
     progress: Callable[[str], None],
+    officers_dir: Path | None = None,
 ) -> None:
-    """First run: a dev CSCA and one active DSC per algorithm. Later runs: nothing."""
-    certified = {c.label for c in token.certificates()}
+    """First run: two dev officers, a dev CSCA and one active DSC per algorithm.
+
+    Later runs create a key only for an algorithm with no DSC in the token at all (a rotated
+    and destroyed dev key is not brought back), and give a dev key that has no readable
+    state record (a token from before issue 4) an approved active one."""
+    officers = dev_officers(officers_dir or directory / "officers")
     csca = DevCsca.load_or_create(directory, country)
+    stored = token.certificates()
+    keys = {k.label: k for k in token.signing_keys()}
+    readable: set[str] = set()
+    for data in token.data_objects(STATE_APPLICATION):
+        try:
+            readable.add(KeyStateRecord.from_bytes(data.value).label)
+        except (ValueError, KeyError, TypeError):
+            continue
     for alg in algorithms:
         label = f"dev-dsc-{alg.value.lower()}"
-        if label in certified:
+        key = keys.get(label)
+        mine = next((c for c in stored if key is not None and c.key_id == key.key_id), None)
+        if key is not None and mine is not None and label not in readable:
+            progress(f"approving dev key {label!r} with the dev officers ({NOT_FOR_PRODUCTION})")
+            now = int(dt.datetime.now(dt.UTC).timestamp())
+            write_dev_state(token, label, key.key_id, alg, mine.der, KeyState.ACTIVE, now, officers)
+            continue
+        if any(_KEY_ALGORITHMS[alg] is k.algorithm for k in keys.values() if _has_dsc(k, stored)):
             continue
         progress(f"dev CSCA: {directory / 'dev-csca.pem'} ({NOT_FOR_PRODUCTION})")
         progress(f"generating {alg.value} key {label!r} in the token and certifying it …")
-        create_dev_key(token, csca, alg, label, country)
+        create_dev_key(token, csca, alg, label, country, officers=officers)
+
+
+def _has_dsc(key: SigningKey, stored: list[StoredCertificate]) -> bool:
+    return any(c.key_id == key.key_id for c in stored)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from signer.errors import ConfigError, KeyStateError
 
-PASSPHRASE_ENV = "HCERT_OFFICER_PASSPHRASE"
+if TYPE_CHECKING:
+    from signer.config import Config
+
+PASSPHRASE_ENV = "HCERT_OFFICER_PASSPHRASE"  # noqa: S105 - the name of an env var
 ROSTER_SUFFIX = ".pub.pem"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -145,14 +148,17 @@ class ApprovalPolicy:
         self, domain: str, content: Mapping[str, Any], approvals: Iterable[Approval]
     ) -> frozenset[str]:
         """The distinct roster officers whose signature over ``content`` verifies."""
-        return frozenset(
-            a.officer for a in approvals if self.roster.verify(domain, content, a)
-        )
+        return frozenset(a.officer for a in approvals if self.roster.verify(domain, content, a))
 
     def satisfied(
         self, domain: str, content: Mapping[str, Any], approvals: Iterable[Approval]
     ) -> bool:
         return len(self.approvers(domain, content, approvals)) >= self.required
+
+
+def approval_policy(config: Config) -> ApprovalPolicy:
+    """The configured roster and ``[officers] required_approvals`` (ConfigError when missing)."""
+    return ApprovalPolicy(Roster.load(config.officers_dir), config.officers.required_approvals)
 
 
 def create_officer(directory: Path, name: str) -> Path:

@@ -6,6 +6,12 @@ token, an ``active`` state record whose time has come, sign-only / sensitive / n
 attributes, and it passed a self-test: a signature made in the HSM that verifies with the DSC's
 public key (catches a key/certificate mix-up before any certificate is issued).
 
+Dual control (issue 4 §3, ADR 0005): with an :class:`ApprovalPolicy` (the server always passes
+one) a state record counts only when ``required_approvals`` distinct roster officers signed its
+exact content, and a DSC is listed only when such a record names its SHA-256 and the key's
+CKA_ID. A record written straight into the token by one PIN holder is ignored, and so is an
+approved record older than one this process has already seen for the key (a replayed record).
+
 Several keys active for one certificate type: the requested algorithm wins (ES256 when none is
 requested), then the most recently activated key whose DSC covers the certificate's whole
 validity [iat, exp] (GOV §2.3: never sign documents that outlive the DSC).
@@ -19,17 +25,21 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
 from hsm import check_private_key_attributes as check_attributes
 from signer.domain import Alg, CertType
 from signer.hcert.encode import HcertEncoder
 from signer.hcert.verify import signature_matches
 from signer.keys.dsc import DscFacts
+from signer.keys.officers import ApprovalPolicy
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
 
 log = logging.getLogger(__name__)
 
 _KEY_ALGS = {KeyAlgorithm.EC_P256: Alg.ES256, KeyAlgorithm.RSA_2048: Alg.PS256}
+DEFAULT_KEY_USAGE_DAYS = 183  # GOV §3.2: DSC private-key usage about 6 months
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +51,7 @@ class KeyEntry:
     state: KeyState
     since: int
     problem: str | None = None  # why an active key cannot sign (weak attributes, self-test)
+    usage_end: int | None = None  # end of private-key usage (PrivateKeyUsagePeriod or policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,23 +73,30 @@ class NoKey(Exception):  # noqa: N818 - a selection outcome, not a fault
 
 
 class KeyRegistry:
-    def __init__(self, token: HsmToken) -> None:
+    """The keys of one token. ``approvals=None`` skips the dual-control check: only for offline
+    tools reading a dev token (the benchmark); the server always passes the configured policy."""
+
+    def __init__(
+        self,
+        token: HsmToken,
+        approvals: ApprovalPolicy | None = None,
+        key_usage_days: int = DEFAULT_KEY_USAGE_DAYS,
+    ) -> None:
         self._token = token
+        self._approvals = approvals
+        self._key_usage_seconds = key_usage_days * 86400
         self._verified: dict[
             tuple[bytes, bytes], ActiveKey
         ] = {}  # (key id, kid) → passed self-test
+        self._newest: dict[str, int] = {}  # label → newest approved issued_at seen (anti-replay)
+        self._warned: set[tuple[str, str]] = set()
         self.entries: tuple[KeyEntry, ...] = ()
         self._active: tuple[ActiveKey, ...] = ()
 
     def refresh(self, now: float) -> None:
         """Re-read keys, DSCs and state records from the token (cheap when nothing changed)."""
         keys = {k.key_id: k for k in self._token.signing_keys()}
-        states: dict[str, KeyStateRecord] = {}
-        for data in self._token.data_objects(STATE_APPLICATION):
-            try:
-                states[data.label] = KeyStateRecord.from_bytes(data.value)
-            except (ValueError, KeyError) as e:
-                log.error("ignoring unreadable key-state record %r: %s", data.label, e)
+        states = self._records()
         entries: list[KeyEntry] = []
         active: list[ActiveKey] = []
         for stored in self._token.certificates():
@@ -88,23 +106,78 @@ class KeyRegistry:
             try:
                 dsc = DscFacts.from_der(stored.der)
             except ValueError as e:
-                log.error("ignoring certificate %r: %s", stored.label, e)
+                self._warn_once(stored.label, f"ignoring certificate: {e}")
                 continue
-            record = states.get(key.label, KeyStateRecord(KeyState.PENDING, 0))
-            state = record.effective(now)
-            entry = KeyEntry(key.label, dsc, state, record.since)
+            record = states.get(key.label)
+            if not self._covers(record, key, stored.der):
+                continue
+            state = record.effective(now) if record is not None else KeyState.PENDING
+            since = record.since(now) if record is not None else 0
+            usage_end = _usage_end(dsc.certificate, record, self._key_usage_seconds)
+            entry = KeyEntry(key.label, dsc, state, since, usage_end=usage_end)
             if state is KeyState.ACTIVE:
                 try:
                     active.append(self._verify(key, entry))
                 except (WeakKeyError, HsmError, ValueError) as e:
-                    entry = KeyEntry(key.label, dsc, state, record.since, problem=str(e))
-                    log.error("key %r is active but cannot sign: %s", key.label, e)
+                    entry = KeyEntry(key.label, dsc, state, since, str(e), usage_end)
+                    self._warn_once(key.label, f"key is active but cannot sign: {e}")
             entries.append(entry)
         self.entries = tuple(entries)
         # Most recently activated first; ties broken by the newer DSC.
         self._active = tuple(
             sorted(active, key=lambda a: (a.entry.since, a.entry.dsc.not_before), reverse=True)
         )
+
+    def _records(self) -> dict[str, KeyStateRecord]:
+        """label → the record that counts: approved (when enforced), newest ``issued_at``."""
+        chosen: dict[str, KeyStateRecord] = {}
+        for data in self._token.data_objects(STATE_APPLICATION):
+            try:
+                record = KeyStateRecord.from_bytes(data.value)
+            except (ValueError, KeyError, TypeError) as e:
+                self._warn_once(data.label, f"ignoring unreadable key-state record: {e}")
+                continue
+            if record.label != data.label:
+                self._warn_once(data.label, "ignoring a key-state record filed under another label")
+                continue
+            if self._approvals is not None:
+                if not record.approved(self._approvals):
+                    if record.op == "generate":
+                        continue  # a new key's record: approvals come with its DSC import
+                    self._warn_once(
+                        data.label,
+                        f"ignoring a key-state record ({record.op}) without "
+                        f"{self._approvals.required} valid officer approvals",
+                    )
+                    continue
+                if record.issued_at < self._newest.get(record.label, 0):
+                    self._warn_once(
+                        data.label, "ignoring an approved key-state record older than one seen"
+                    )
+                    continue
+            current = chosen.get(record.label)
+            if current is None or record.issued_at > current.issued_at:
+                chosen[record.label] = record
+        for label, record in chosen.items():
+            self._newest[label] = max(self._newest.get(label, 0), record.issued_at)
+        return chosen
+
+    def _covers(self, record: KeyStateRecord | None, key: SigningKey, der: bytes) -> bool:
+        """Under dual control, a DSC counts only when an approved record names it and the key."""
+        if self._approvals is None:
+            return True
+        if record is None or record.certificate_sha256 is None:
+            self._warn_once(key.label, "DSC not listed: no approved import names it")
+            return False
+        if record.key_id != key.key_id or record.certificate_sha256 != hashlib.sha256(der).digest():
+            self._warn_once(key.label, "DSC not listed: the approved record names another key/DSC")
+            return False
+        return True
+
+    def _warn_once(self, label: str, message: str) -> None:
+        if (label, message) not in self._warned:
+            self._warned.add((label, message))
+            log.error("key %r: %s", label, message)
 
     def _verify(self, key: SigningKey, entry: KeyEntry) -> ActiveKey:
         cached = self._verified.get((key.key_id, entry.dsc.kid))
@@ -164,3 +237,19 @@ class KeyRegistry:
             f"(kid {best.kid.hex()}) expires at {best.not_after}; a security officer must activate "
             "a key with a longer-lived DSC",
         )
+
+
+def _usage_end(
+    certificate: x509.Certificate, record: KeyStateRecord | None, usage_seconds: int
+) -> int | None:
+    """The DSC's PrivateKeyUsagePeriod notAfter when present (HCERT.md §7: optional), else
+    activation + ``[issuer] key_usage_days``; None for a key never activated."""
+    try:
+        period = certificate.extensions.get_extension_for_class(x509.PrivateKeyUsagePeriod).value
+    except x509.ExtensionNotFound:
+        period = None
+    if period is not None and period.not_after is not None:
+        return int(period.not_after.timestamp())
+    if record is not None and record.active_from is not None:
+        return record.active_from + usage_seconds
+    return None

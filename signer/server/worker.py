@@ -28,6 +28,7 @@ from signer.api.v1 import signer_pb2, signer_pb2_grpc
 from signer.config import Config
 from signer.devsetup import resolve_module
 from signer.errors import SignerError
+from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
 from signer.keys.state import KeyState
 from signer.server.interceptors import ErrorInterceptor
@@ -68,10 +69,11 @@ async def _serve(config: Config, port: int, index: int, events: Queue[Any]) -> N
     loop = asyncio.get_running_loop()
     hsm_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsm")
     token = await loop.run_in_executor(hsm_thread, _open_token, config)
-    registry = KeyRegistry(token)
+    registry = KeyRegistry(token, approval_policy(config), config.issuer.key_usage_days)
     service = SigningService(config, registry)
 
-    limit = max(4 << 20, config.server.max_batch * config.server.max_payload_bytes // 4)
+    # A full batch of maximal payloads must fit in one message (plus ids and framing).
+    limit = max(4 << 20, config.server.max_batch * (config.server.max_payload_bytes + 1024))
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
         options=[
@@ -136,6 +138,8 @@ def _publish_key_metrics(registry: KeyRegistry, serving: bool) -> None:
     for entry in registry.entries:
         kid = base64.b64encode(entry.dsc.kid).decode()
         metrics.DSC_NOT_AFTER.labels(kid, entry.label).set(entry.dsc.not_after)
+        if entry.usage_end is not None:
+            metrics.KEY_USAGE_END.labels(kid, entry.label).set(entry.usage_end)
         for state in KeyState:
             metrics.KEY_STATE.labels(kid, entry.label, state.value).set(
                 1 if state is entry.state else 0

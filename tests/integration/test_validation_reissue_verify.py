@@ -70,7 +70,7 @@ def test_duplicate_uvci_in_one_batch_is_flagged(appliance: Appliance) -> None:
     second["v"][0]["ci"] = first["v"][0]["ci"]
     results = _sign(appliance, [first, second])
     assert results[0].HasField("signed")
-    assert _errors(results[1]) == {("duplicate_uvci", "")}
+    assert _errors(results[1]) == {("duplicate_uvci", "/v/0/ci")}
 
 
 def test_missing_transliteration_is_derived_and_signed(appliance: Appliance) -> None:

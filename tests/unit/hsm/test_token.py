@@ -94,3 +94,37 @@ def test_data_records_are_replaced_not_duplicated(hsm_token: HsmToken) -> None:
 def _validity() -> tuple[dt.datetime, dt.datetime]:
     now = dt.datetime.now(dt.UTC)
     return now - dt.timedelta(hours=1), now + dt.timedelta(days=30)
+
+
+def test_pkcs1v15_signature_verifies_and_is_refused_for_ec(hsm_token: HsmToken) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = hsm_token.generate_key(KeyAlgorithm.RSA_2048, "pkcs1", secrets.token_bytes(16))
+    public = serialization.load_der_public_key(hsm_token.public_key_der(key.key_id))
+    assert isinstance(public, rsa.RSAPublicKey)
+    signature = key.sign_pkcs1v15_sha256(hashlib.sha256(b"request").digest())
+    public.verify(signature, b"request", padding.PKCS1v15(), hashes.SHA256())  # raises if bad
+    ec_key = hsm_token.generate_key(KeyAlgorithm.EC_P256, "pkcs1-ec", secrets.token_bytes(16))
+    with pytest.raises(HsmError, match="not an RSA key"):
+        ec_key.sign_pkcs1v15_sha256(hashlib.sha256(b"x").digest())
+
+
+def test_destroy_removes_the_key_pair_and_its_certificate(
+    hsm_token: HsmToken, dev_csca: DevCsca
+) -> None:
+    key_id = secrets.token_bytes(16)
+    hsm_token.generate_key(KeyAlgorithm.EC_P256, "doomed", key_id)
+    certificate = dev_csca.issue_dsc(hsm_token.public_key_der(key_id), "d", "VN", *_validity())
+    from cryptography.hazmat.primitives import serialization
+
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    hsm_token.store_certificate("doomed", key_id, der, b"\x30\x00")
+    hsm_token.put_data("test/app", "doomed", b"state")
+    assert hsm_token.destroy_key_objects(key_id) == 3  # private, public, certificate
+    assert hsm_token.find_key("doomed") is None
+    assert not [c for c in hsm_token.certificates() if c.key_id == key_id]
+    with pytest.raises(HsmError, match="no public key"):
+        hsm_token.public_key_der(key_id)
+    assert hsm_token.delete_data("test/app", "doomed")
+    assert not hsm_token.delete_data("test/app", "doomed")

@@ -1,19 +1,22 @@
-"""Which key signs: the registry on a real SoftHSM token with dev-CA certificates."""
+"""Which key signs: the registry on a real SoftHSM token with dev-CA certificates, state records
+approved by two test officers (dual control is enforced as in the server)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from hsm import HsmToken, KeyAlgorithm
 from signer.domain import Alg, CertType
-from signer.keys.devca import DevCsca, create_dev_key
+from signer.keys.devca import DevCsca, create_dev_key, write_dev_state
 from signer.keys.registry import KeyRegistry, NoKey
-from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
+from signer.keys.state import KeyState
+from tests.unit.keys.conftest import Officers
 
 NOW = dt.datetime.now(dt.UTC)
 DAY = 86400
@@ -23,8 +26,8 @@ def _now() -> int:
     return int(time.time())
 
 
-def _registry(token: HsmToken) -> KeyRegistry:
-    registry = KeyRegistry(token)
+def _registry(token: HsmToken, officers: Officers) -> KeyRegistry:
+    registry = KeyRegistry(token, officers.policy)
     registry.refresh(time.time())
     return registry
 
@@ -33,9 +36,19 @@ def _entry(registry: KeyRegistry, label: str):  # type: ignore[no-untyped-def]
     return next(e for e in registry.entries if e.label == label)
 
 
-def test_active_key_signs_its_types_only(hsm_token: HsmToken, dev_csca: DevCsca) -> None:
-    create_dev_key(hsm_token, dev_csca, Alg.ES256, "reg-test-only", "VN", types=[CertType.TEST])
-    registry = _registry(hsm_token)
+def test_active_key_signs_its_types_only(
+    hsm_token: HsmToken, dev_csca: DevCsca, officers: Officers
+) -> None:
+    create_dev_key(
+        hsm_token,
+        dev_csca,
+        Alg.ES256,
+        "reg-test-only",
+        "VN",
+        types=[CertType.TEST],
+        officers=officers.pair,
+    )
+    registry = _registry(hsm_token, officers)
     entry = _entry(registry, "reg-test-only")
     assert entry.state is KeyState.ACTIVE and entry.problem is None
     assert entry.dsc.types == frozenset({CertType.TEST})
@@ -47,12 +60,14 @@ def test_active_key_signs_its_types_only(hsm_token: HsmToken, dev_csca: DevCsca)
     )
 
 
-def test_pending_and_scheduled_keys_do_not_sign(hsm_token: HsmToken, dev_csca: DevCsca) -> None:
+def test_pending_and_scheduled_keys_do_not_sign(
+    hsm_token: HsmToken, dev_csca: DevCsca, officers: Officers
+) -> None:
     create_dev_key(
         hsm_token, dev_csca, Alg.ES256, "reg-pending", "VN",
-        types=[CertType.RECOVERY], state=KeyState.PENDING,
+        types=[CertType.RECOVERY], state=KeyState.PENDING, officers=officers.pair,
     )  # fmt: skip
-    registry = _registry(hsm_token)
+    registry = _registry(hsm_token, officers)
     assert _entry(registry, "reg-pending").state is KeyState.PENDING
     with pytest.raises(NoKey) as no_key:
         registry.select(CertType.RECOVERY, Alg.ES256, _now(), _now() + DAY)
@@ -60,9 +75,13 @@ def test_pending_and_scheduled_keys_do_not_sign(hsm_token: HsmToken, dev_csca: D
 
     # Scheduled: active from one hour ahead — pending now, active once the time has come.
     later = _now() + 3600
-    hsm_token.put_data(
-        STATE_APPLICATION, "reg-pending", KeyStateRecord(KeyState.ACTIVE, later).to_bytes()
-    )
+    key = hsm_token.find_key("reg-pending")
+    assert key is not None
+    der = next(c.der for c in hsm_token.certificates() if c.key_id == key.key_id)
+    write_dev_state(
+        hsm_token, "reg-pending", key.key_id, Alg.ES256, der, KeyState.ACTIVE, later,
+        officers.pair,
+    )  # fmt: skip
     registry.refresh(time.time())
     assert _entry(registry, "reg-pending").state is KeyState.PENDING
     registry.refresh(later + 1)
@@ -71,28 +90,33 @@ def test_pending_and_scheduled_keys_do_not_sign(hsm_token: HsmToken, dev_csca: D
     assert chosen.entry.label == "reg-pending"
 
 
-def test_key_certificate_mix_up_fails_the_self_test(hsm_token: HsmToken, dev_csca: DevCsca) -> None:
+def test_key_certificate_mix_up_fails_the_self_test(
+    hsm_token: HsmToken, dev_csca: DevCsca, officers: Officers
+) -> None:
     """A DSC stored against the wrong key: the self-test catches it before anything is signed."""
-    other = create_dev_key(hsm_token, dev_csca, Alg.ES256, "reg-other", "VN")
+    other = create_dev_key(
+        hsm_token, dev_csca, Alg.ES256, "reg-other", "VN", officers=officers.pair
+    )
     key_id = secrets.token_bytes(16)
     hsm_token.generate_key(KeyAlgorithm.EC_P256, "reg-mixup", key_id)
-    hsm_token.store_certificate(
-        "reg-mixup", key_id, other.public_bytes(serialization.Encoding.DER), b"\x30\x00"
+    der = other.public_bytes(serialization.Encoding.DER)
+    hsm_token.store_certificate("reg-mixup", key_id, der, b"\x30\x00")
+    write_dev_state(
+        hsm_token, "reg-mixup", key_id, Alg.ES256, der, KeyState.ACTIVE, 0, officers.pair
     )
-    hsm_token.put_data(
-        STATE_APPLICATION, "reg-mixup", KeyStateRecord(KeyState.ACTIVE, 0).to_bytes()
-    )
-    registry = _registry(hsm_token)
+    registry = _registry(hsm_token, officers)
     mixup = _entry(registry, "reg-mixup")
     assert mixup.problem is not None and "self-test" in mixup.problem
 
 
-def test_certificate_outliving_its_dsc_is_refused(hsm_token: HsmToken, dev_csca: DevCsca) -> None:
+def test_certificate_outliving_its_dsc_is_refused(
+    hsm_token: HsmToken, dev_csca: DevCsca, officers: Officers
+) -> None:
     create_dev_key(
         hsm_token, dev_csca, Alg.PS256, "reg-short", "VN",
-        not_after=NOW + dt.timedelta(days=10), types=[CertType.VACCINATION],
+        not_after=NOW + dt.timedelta(days=10), types=[CertType.VACCINATION], officers=officers.pair,
     )  # fmt: skip
-    registry = _registry(hsm_token)
+    registry = _registry(hsm_token, officers)
     assert registry.select(CertType.VACCINATION, Alg.PS256, _now(), _now() + 5 * DAY)
     with pytest.raises(NoKey) as refused:
         registry.select(CertType.VACCINATION, Alg.PS256, _now(), _now() + 365 * DAY)
@@ -100,27 +124,73 @@ def test_certificate_outliving_its_dsc_is_refused(hsm_token: HsmToken, dev_csca:
     assert "expires" in str(refused.value)
 
 
-def test_dsc_not_yet_valid_is_refused(hsm_token: HsmToken, dev_csca: DevCsca) -> None:
+def test_dsc_not_yet_valid_is_refused(
+    hsm_token: HsmToken, dev_csca: DevCsca, officers: Officers
+) -> None:
     start = NOW + dt.timedelta(days=3)
     create_dev_key(
         hsm_token, dev_csca, Alg.PS256, "reg-future", "VN",
         not_before=start, not_after=start + dt.timedelta(days=700), types=[CertType.RECOVERY],
+        officers=officers.pair,
     )  # fmt: skip
-    registry = _registry(hsm_token)
+    registry = _registry(hsm_token, officers)
     with pytest.raises(NoKey) as refused:
         registry.select(CertType.RECOVERY, Alg.PS256, _now(), _now() + DAY)
     assert refused.value.code == "dsc_not_yet_valid"
 
 
 def test_es256_is_preferred_when_no_alg_is_requested(
-    hsm_token: HsmToken, dev_csca: DevCsca
+    hsm_token: HsmToken, dev_csca: DevCsca, officers: Officers
 ) -> None:
-    create_dev_key(hsm_token, dev_csca, Alg.ES256, "reg-pref-es", "VN", types=[CertType.TEST])
-    create_dev_key(hsm_token, dev_csca, Alg.PS256, "reg-pref-ps", "VN", types=[CertType.TEST])
-    registry = _registry(hsm_token)
+    create_dev_key(
+        hsm_token,
+        dev_csca,
+        Alg.ES256,
+        "reg-pref-es",
+        "VN",
+        types=[CertType.TEST],
+        officers=officers.pair,
+    )
+    create_dev_key(
+        hsm_token,
+        dev_csca,
+        Alg.PS256,
+        "reg-pref-ps",
+        "VN",
+        types=[CertType.TEST],
+        officers=officers.pair,
+    )
+    registry = _registry(hsm_token, officers)
     chosen = registry.select(CertType.TEST, None, _now(), _now() + DAY)
     assert chosen.entry.dsc.alg is Alg.ES256
     assert (
         registry.select(CertType.TEST, Alg.PS256, _now(), _now() + DAY).entry.dsc.alg is Alg.PS256
     )
     assert registry.serving(time.time())
+
+
+def test_dev_bootstrap_approves_a_dev_key_left_without_a_record(
+    hsm_token: HsmToken, dev_csca: DevCsca, tmp_path: Path
+) -> None:
+    """A dev token from before dual control (v1 records) gets records signed by the dev officers."""
+    from signer.keys.devca import dev_officers, ensure_dev_keys
+    from signer.keys.officers import ApprovalPolicy, Roster
+
+    key_id = secrets.token_bytes(16)
+    hsm_token.generate_key(KeyAlgorithm.EC_P256, "dev-dsc-es256", key_id)
+    certificate = dev_csca.issue_dsc(
+        hsm_token.public_key_der(key_id), "dev", "VN", NOW - dt.timedelta(hours=1),
+        NOW + dt.timedelta(days=30), [CertType.TEST],
+    )  # fmt: skip
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    hsm_token.store_certificate("dev-dsc-es256", key_id, der, b"\x30\x00")
+    hsm_token.put_data("hcert-signer/key-state/v1", "dev-dsc-es256", b'{"state": "active"}')
+    officers_dir = tmp_path / "officers"
+    lines: list[str] = []
+    ensure_dev_keys(hsm_token, tmp_path, "VN", [Alg.ES256], lines.append, officers_dir)
+    assert any("approving dev key" in line for line in lines)
+    assert len(dev_officers(officers_dir, create=False)) == 2
+    policy = ApprovalPolicy(Roster.load(officers_dir), 2)
+    registry = KeyRegistry(hsm_token, policy)
+    registry.refresh(time.time())
+    assert _entry(registry, "dev-dsc-es256").state is KeyState.ACTIVE

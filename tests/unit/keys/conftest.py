@@ -1,0 +1,80 @@
+"""Fixtures for key-management tests: officers, a roster, and a KeyManager on the session token.
+
+The session ``hsm_token`` is shared by every in-process HSM test (PKCS#11 loads once per
+process), so each test uses labels of its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hsm import HsmToken
+from signer.audit import AuditTrail
+from signer.keys.lifecycle import KeyManager
+from signer.keys.officers import ApprovalPolicy, OfficerKey, Roster, create_officer
+
+
+@dataclass(frozen=True)
+class Officers:
+    a: OfficerKey
+    b: OfficerKey
+    c: OfficerKey
+    outsider: OfficerKey  # a valid Ed25519 key that is not in the roster
+    policy: ApprovalPolicy
+
+    @property
+    def pair(self) -> tuple[OfficerKey, OfficerKey]:
+        return (self.a, self.b)
+
+
+@pytest.fixture(scope="session")
+def officers(tmp_path_factory: pytest.TempPathFactory) -> Officers:
+    roster_dir = tmp_path_factory.mktemp("roster")
+    for name in ("alice", "bob", "carol"):
+        create_officer(roster_dir, name)
+    outside = tmp_path_factory.mktemp("outside")
+    create_officer(outside, "mallory")
+    roster = Roster.load(roster_dir)
+    a, b, c = (
+        OfficerKey.load(roster_dir / f"{n}.key.pem", roster) for n in ("alice", "bob", "carol")
+    )
+    mallory = OfficerKey.load(outside / "mallory.key.pem", Roster.load(outside))
+    return Officers(a, b, c, outsider=mallory, policy=ApprovalPolicy(roster, required=2))
+
+
+class Clock:
+    """A settable clock for scheduled operations."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def make_manager(
+    hsm_token: HsmToken, officers: Officers, tmp_path: Path
+) -> Callable[..., KeyManager]:
+    def make(clock: Callable[[], float] | None = None, country: str = "VN") -> KeyManager:
+        return KeyManager(
+            hsm_token,
+            officers.policy,
+            AuditTrail(tmp_path / "audit.jsonl"),
+            country=country,
+            proposal_seconds=3600,
+            actor="test",
+            clock=clock or time.time,
+        )
+
+    return make
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
