@@ -136,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=10.0, help="duration of the raw phase")
     bench.add_argument("--items", type=int, default=200_000, help="items in the end-to-end phase")
     bench.add_argument("--batch", type=int, default=1000, help="items per request")
-    bench.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    bench.add_argument(
+        "--concurrency", type=int, default=8, help="requests in flight, one connection each"
+    )
     bench.add_argument("--alg", choices=["ES256", "PS256"], default="ES256")
     bench.add_argument(
         "--stream-items",

@@ -15,10 +15,11 @@ from signer.domain import Alg, CertType
 def _raw_worker(config: Config, alg: Alg, seconds: float, barrier: Barrier, results: Any) -> None:
     from hsm import HsmToken
     from signer.devsetup import resolve_module
+    from signer.keys.officers import approval_policy
     from signer.keys.registry import KeyRegistry
 
     token = HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
-    registry = KeyRegistry(token)
+    registry = KeyRegistry(token, approval_policy(config))
     now = time.time()
     registry.refresh(now)
     key = registry.select(CertType.VACCINATION, alg, int(now), int(now) + 86400)

@@ -73,13 +73,13 @@ class NoKey(Exception):  # noqa: N818 - a selection outcome, not a fault
 
 
 class KeyRegistry:
-    """The keys of one token. ``approvals=None`` skips the dual-control check: only for offline
-    tools reading a dev token (the benchmark); the server always passes the configured policy."""
+    """The keys of one token, as dual control allows them: every reader (server, benchmark,
+    tools) passes the configured approval policy, so there is no path that skips the check."""
 
     def __init__(
         self,
         token: HsmToken,
-        approvals: ApprovalPolicy | None = None,
+        approvals: ApprovalPolicy,
         key_usage_days: int = DEFAULT_KEY_USAGE_DAYS,
     ) -> None:
         self._token = token
@@ -140,21 +140,20 @@ class KeyRegistry:
             if record.label != data.label:
                 self._warn_once(data.label, "ignoring a key-state record filed under another label")
                 continue
-            if self._approvals is not None:
-                if not record.approved(self._approvals):
-                    if record.op == "generate":
-                        continue  # a new key's record: approvals come with its DSC import
-                    self._warn_once(
-                        data.label,
-                        f"ignoring a key-state record ({record.op}) without "
-                        f"{self._approvals.required} valid officer approvals",
-                    )
-                    continue
-                if record.issued_at < self._newest.get(record.label, 0):
-                    self._warn_once(
-                        data.label, "ignoring an approved key-state record older than one seen"
-                    )
-                    continue
+            if not record.approved(self._approvals):
+                if record.op == "generate":
+                    continue  # a new key's record: approvals come with its DSC import
+                self._warn_once(
+                    data.label,
+                    f"ignoring a key-state record ({record.op}) without "
+                    f"{self._approvals.required} valid officer approvals",
+                )
+                continue
+            if record.issued_at < self._newest.get(record.label, 0):
+                self._warn_once(
+                    data.label, "ignoring an approved key-state record older than one seen"
+                )
+                continue
             current = chosen.get(record.label)
             if current is None or record.issued_at > current.issued_at:
                 chosen[record.label] = record
@@ -164,8 +163,6 @@ class KeyRegistry:
 
     def _covers(self, record: KeyStateRecord | None, key: SigningKey, der: bytes) -> bool:
         """Under dual control, a DSC counts only when an approved record names it and the key."""
-        if self._approvals is None:
-            return True
         if record is None or record.certificate_sha256 is None:
             self._warn_once(key.label, "DSC not listed: no approved import names it")
             return False

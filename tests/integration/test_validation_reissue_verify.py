@@ -97,11 +97,12 @@ import json, sys, time
 from signer.config import load_config
 from signer.devsetup import resolve_module
 from hsm import HsmToken
+from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
 from signer.domain import CertType
 config = load_config(sys.argv[1])
 token = HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
-registry = KeyRegistry(token)
+registry = KeyRegistry(token, approval_policy(config))
 now = time.time()
 registry.refresh(now)
 key = registry.select(CertType.VACCINATION, None, int(now), int(now) + 86400)
