@@ -185,7 +185,7 @@ def _long_stream(
     process.start()
     samples: list[float] = []
     while process.is_alive():
-        samples.append(sum(_rss_mib(pids)))
+        samples.append(round(sum(_rss_mib(pids)), 1))
         time.sleep(1.0)
     result = out.get(timeout=60)
     process.join()
