@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from signer.config import load_config
 from signer.errors import SignerError
+
+if TYPE_CHECKING:
+    from signer.client import SignTally
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -217,26 +222,23 @@ def _serve(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     from signer.client import sign_file
 
-    path = None if args.file == "-" else Path(args.file)
-    progress = None if args.quiet else sys.stderr
-    if args.out is not None:
-        with args.out.open("w", encoding="utf-8") as out:
-            tally = sign_file(path, args.server, out, args.batch, args.alg, progress)
-    else:
-        tally = sign_file(path, args.server, sys.stdout, args.batch, args.alg, progress)
-    return 1 if tally.rejected else 0
+    return _through_server(args, sign_file)
 
 
 def _reissue(args: argparse.Namespace) -> int:
     from signer.client import reissue_file
 
+    return _through_server(args, reissue_file)
+
+
+def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> int:
+    """``sign`` / ``reissue``: FILE (or stdin) in, JSON lines to --out (or stdout); exit 1 when
+    any item was rejected."""
     path = None if args.file == "-" else Path(args.file)
     progress = None if args.quiet else sys.stderr
-    if args.out is not None:
-        with args.out.open("w", encoding="utf-8") as out:
-            tally = reissue_file(path, args.server, out, args.batch, args.alg, progress)
-    else:
-        tally = reissue_file(path, args.server, sys.stdout, args.batch, args.alg, progress)
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(args.out.open("w", encoding="utf-8")) if args.out else sys.stdout
+        tally = run(path, args.server, out, args.batch, args.alg, progress)
     return 1 if tally.rejected else 0
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import itertools
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -58,6 +60,42 @@ def _batches(
         yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg])
 
 
+class _Results:
+    """Writes one JSON line per result, counts outcomes and reports progress about once a second."""
+
+    def __init__(self, out: IO[str], progress: IO[str] | None) -> None:
+        self.tally = SignTally()
+        self._out = out
+        self._progress = progress
+        self._started = self._last = time.monotonic()
+
+    def write(self, numbers: Sequence[int], results: Iterable[pb.ItemResult]) -> None:
+        for number, result in zip(numbers, results, strict=True):
+            self._out.write(json.dumps(_result_json(number, result), ensure_ascii=False) + "\n")
+            if result.HasField("signed"):
+                self.tally.signed += 1
+            else:
+                self.tally.rejected += 1
+        now = time.monotonic()
+        if self._progress is not None and now - self._last >= 1.0:
+            self._last = now
+            _report(self._progress, self.tally, now - self._started, final=False)
+
+    def finish(self) -> SignTally:
+        if self._progress is not None:
+            _report(self._progress, self.tally, time.monotonic() - self._started, final=True)
+        return self.tally
+
+
+@contextlib.contextmanager
+def _input(path: Path | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdin
+    else:
+        with path.open(encoding="utf-8") as source:
+            yield source
+
+
 def sign_file(
     path: Path | None,
     address: str,
@@ -66,40 +104,24 @@ def sign_file(
     alg: str = "",
     progress: IO[str] | None = sys.stderr,
 ) -> SignTally:
-    """Sign every non-blank line of ``path`` (None = stdin); one JSON result line per input."""
-    source = sys.stdin if path is None else path.open(encoding="utf-8")
-    tally = SignTally()
+    """Sign every non-blank line of ``path`` (None = stdin) through SignStream; one JSON result
+    line per input, in input order."""
+    results = _Results(out, progress)
     pending: list[list[int]] = []
+    with _input(path) as source:
 
-    def requests() -> Iterator[pb.SignBatchRequest]:
-        for numbers, request in _batches(source, batch, alg):
-            pending.append(numbers)
-            yield request
+        def requests() -> Iterator[pb.SignBatchRequest]:
+            for numbers, request in _batches(source, batch, alg):
+                pending.append(numbers)
+                yield request
 
-    started = last = time.monotonic()
-    try:
-        with channel(address) as ch:
-            stub = pb_grpc.SignerStub(ch)
-            for response in stub.SignStream(requests()):
-                numbers = pending.pop(0)
-                for number, result in zip(numbers, response.results, strict=True):
-                    out.write(json.dumps(_result_json(number, result), ensure_ascii=False) + "\n")
-                    if result.HasField("signed"):
-                        tally.signed += 1
-                    else:
-                        tally.rejected += 1
-                now = time.monotonic()
-                if progress is not None and now - last >= 1.0:
-                    last = now
-                    _report(progress, tally, now - started, final=False)
-    except grpc.RpcError as e:
-        raise _rpc_error(e, address) from e
-    finally:
-        if path is not None:
-            source.close()
-    if progress is not None:
-        _report(progress, tally, time.monotonic() - started, final=True)
-    return tally
+        try:
+            with channel(address) as ch:
+                for response in pb_grpc.SignerStub(ch).SignStream(requests()):
+                    results.write(pending.pop(0), response.results)
+        except grpc.RpcError as e:
+            raise _rpc_error(e, address) from e
+    return results.finish()
 
 
 def _report(stream: IO[str], tally: SignTally, seconds: float, final: bool) -> None:
@@ -138,36 +160,21 @@ def reissue_file(
     progress: IO[str] | None = sys.stderr,
 ) -> SignTally:
     """Re-issue every HC1 of ``path`` through the Reissue RPC; one JSON result line per input."""
-    source = sys.stdin if path is None else path.open(encoding="utf-8")
-    tally = SignTally()
-    started = time.monotonic()
-    try:
-        with channel(address) as ch:
-            stub = pb_grpc.SignerStub(ch)
-            lines = list(hc1_lines(source))
-            for start in range(0, len(lines), batch):
-                chunk = lines[start : start + batch]
-                request = pb.ReissueRequest(
-                    items=[pb.ReissueItem(id=str(n), hc1=text) for n, text in chunk],
-                    alg=_ALGS[alg],
-                )
-                response = stub.Reissue(request)
-                for (number, _), result in zip(chunk, response.results, strict=True):
-                    out.write(json.dumps(_result_json(number, result), ensure_ascii=False) + "\n")
-                    if result.HasField("signed"):
-                        tally.signed += 1
-                    else:
-                        tally.rejected += 1
-                if progress is not None:
-                    _report(progress, tally, time.monotonic() - started, final=False)
-    except grpc.RpcError as e:
-        raise _rpc_error(e, address) from e
-    finally:
-        if path is not None:
-            source.close()
-    if progress is not None:
-        _report(progress, tally, time.monotonic() - started, final=True)
-    return tally
+    results = _Results(out, progress)
+    with _input(path) as source:
+        lines = hc1_lines(source)
+        try:
+            with channel(address) as ch:
+                stub = pb_grpc.SignerStub(ch)
+                while chunk := list(itertools.islice(lines, batch)):
+                    request = pb.ReissueRequest(
+                        items=[pb.ReissueItem(id=str(n), hc1=text) for n, text in chunk],
+                        alg=_ALGS[alg],
+                    )
+                    results.write([n for n, _ in chunk], stub.Reissue(request).results)
+        except grpc.RpcError as e:
+            raise _rpc_error(e, address) from e
+    return results.finish()
 
 
 def _result_json(line: int, result: pb.ItemResult) -> dict[str, object]:

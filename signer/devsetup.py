@@ -8,30 +8,15 @@ Runs in a short-lived child process, so the supervisor itself never loads the PK
 from __future__ import annotations
 
 import multiprocessing
-import os
 import secrets
 import sys
 
-from hsm import HsmError, HsmToken, SoftHsm, find_softhsm_module
+from hsm import HsmError, SoftHsm
 from signer.config import Config
 from signer.domain import Alg
-from signer.errors import BackendError, ConfigError
+from signer.errors import BackendError, SignerError
 from signer.keys.devca import ensure_dev_keys
-
-
-def resolve_module(config: Config) -> str:
-    """The PKCS#11 module path; ``softhsm`` means the locally installed SoftHSM."""
-    if config.hsm.module != "softhsm":
-        if not os.path.exists(config.hsm.module):
-            raise ConfigError(f"[hsm] module {config.hsm.module!r} does not exist")
-        return config.hsm.module
-    module = find_softhsm_module()
-    if module is None:
-        raise ConfigError(
-            "SoftHSM is not installed: run 'make run' (it installs softhsm2 with apt) or "
-            "'apt-get install softhsm2', or set [hsm] module to your vendor's PKCS#11 module"
-        )
-    return module
+from signer.token import open_token
 
 
 def prepare_dev_environment(config: Config) -> None:
@@ -66,7 +51,7 @@ def prepare_dev_environment(config: Config) -> None:
 
 def _ensure_keys_in_child(config: Config) -> None:
     try:
-        token = HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
+        token = open_token(config)
         try:
             ensure_dev_keys(
                 token,
@@ -78,6 +63,6 @@ def _ensure_keys_in_child(config: Config) -> None:
             )
         finally:
             token.close()
-    except (HsmError, ConfigError) as e:
+    except (HsmError, SignerError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)

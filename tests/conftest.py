@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +55,16 @@ class Appliance:
 
 
 def start_appliance(
-    directory: Path, extra_config: str = "", workers: int = 2
+    directory: Path,
+    extra_config: str = "",
+    workers: int = 2,
+    key_algorithms: Sequence[str] = ("ES256", "PS256"),
 ) -> tuple[Appliance, subprocess.Popen[bytes]]:
-    """Run ``signer serve`` as a real subprocess with a dev token under ``directory``."""
+    """Run ``signer serve`` as a real subprocess with a dev token under ``directory``; the dev
+    bootstrap creates one active key per algorithm in ``key_algorithms``."""
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "signer.toml"
+    algorithms = ", ".join(f'"{a}"' for a in key_algorithms)
     config_path.write_text(
         f"""
 [server]
@@ -74,7 +79,7 @@ key_refresh_seconds = 1.0
 
 [dev]
 directory = "{directory / "dev"}"
-key_algorithms = ["ES256", "PS256"]
+key_algorithms = [{algorithms}]
 {extra_config}
 """
     )

@@ -13,12 +13,11 @@ from signer.domain import Alg, CertType
 
 
 def _raw_worker(config: Config, alg: Alg, seconds: float, barrier: Barrier, results: Any) -> None:
-    from hsm import HsmToken
-    from signer.devsetup import resolve_module
     from signer.keys.officers import approval_policy
     from signer.keys.registry import KeyRegistry
+    from signer.token import open_token
 
-    token = HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
+    token = open_token(config)
     registry = KeyRegistry(token, approval_policy(config))
     now = time.time()
     registry.refresh(now)

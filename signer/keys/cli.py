@@ -19,11 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hsm import HsmError, HsmToken, SoftHsm
+from hsm import HsmToken, SoftHsm
 from signer.audit import AuditTrail
 from signer.config import Config, load_config
 from signer.domain import Alg, CertType
-from signer.errors import BackendError, ConfigError, RequestError, SignerError
+from signer.errors import ConfigError, RequestError, SignerError
 from signer.keys.lifecycle import KeyManager, KeyRow, Outcome
 from signer.keys.officers import OfficerKey, Roster, approval_policy
 
@@ -71,7 +71,7 @@ def _officer(args: argparse.Namespace, roster: Roster, trail: AuditTrail) -> Off
 
 
 def open_token(config: Config) -> HsmToken:
-    from signer.devsetup import resolve_module
+    from signer.token import open_token
 
     if config.dev.bootstrap:
         softhsm = SoftHsm(config.softhsm_dir)
@@ -81,10 +81,7 @@ def open_token(config: Config) -> HsmToken:
                 "('make run' or 'signer serve') to create it"
             )
         softhsm.activate()
-    try:
-        return HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
-    except HsmError as e:
-        raise BackendError(str(e)) from e
+    return open_token(config)
 
 
 def _dispatch(manager: KeyManager, officer: OfficerKey | None, args: argparse.Namespace) -> int:

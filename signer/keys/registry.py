@@ -19,6 +19,7 @@ validity [iat, exp] (GOV §2.3: never sign documents that outlive the DSC).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -225,15 +226,19 @@ class KeyRegistry:
         if best.not_before > iat:
             raise NoKey(
                 "dsc_not_yet_valid",
-                f"the active DSC (kid {best.kid.hex()}) is valid only from {best.not_before} "
-                f"(epoch seconds); it cannot sign at {iat}",
+                f"the active DSC (kid {best.kid.hex()}) is valid only from "
+                f"{_iso(best.not_before)}; it cannot sign at {_iso(iat)}",
             )
         raise NoKey(
             "dsc_validity",
-            f"the certificate would expire at {exp} (epoch seconds), after the active DSC "
-            f"(kid {best.kid.hex()}) expires at {best.not_after}; a security officer must activate "
-            "a key with a longer-lived DSC",
+            f"the certificate would expire at {_iso(exp)}, after the active DSC "
+            f"(kid {best.kid.hex()}) expires at {_iso(best.not_after)}; a security officer must "
+            "activate a key with a longer-lived DSC",
         )
+
+
+def _iso(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _usage_end(

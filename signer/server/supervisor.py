@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from signer.config import Config
-from signer.devsetup import prepare_dev_environment, resolve_module
+from signer.devsetup import prepare_dev_environment
 from signer.errors import BackendError
+from signer.token import resolve_module
 
 START_TIMEOUT = 120.0
 MAX_RESTARTS_PER_MINUTE = 5

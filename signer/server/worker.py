@@ -22,11 +22,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hsm import HsmError, HsmToken
+from hsm import HsmError
 from signer import metrics
 from signer.api.v1 import signer_pb2, signer_pb2_grpc
 from signer.config import Config
-from signer.devsetup import resolve_module
 from signer.errors import SignerError
 from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
@@ -34,6 +33,7 @@ from signer.keys.state import KeyState
 from signer.server.interceptors import ErrorInterceptor
 from signer.server.servicer import SignerServicer
 from signer.service import SigningService
+from signer.token import open_token
 from signer.verification import VerificationService
 
 log = logging.getLogger(__name__)
@@ -56,19 +56,10 @@ def run_worker(config: Config, port: int, index: int, events: Queue[Any]) -> Non
         raise SystemExit(1) from e
 
 
-def _open_token(config: Config) -> HsmToken:
-    try:
-        return HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
-    except HsmError as e:
-        from signer.errors import BackendError
-
-        raise BackendError(str(e)) from e
-
-
 async def _serve(config: Config, port: int, index: int, events: Queue[Any]) -> None:
     loop = asyncio.get_running_loop()
     hsm_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsm")
-    token = await loop.run_in_executor(hsm_thread, _open_token, config)
+    token = await loop.run_in_executor(hsm_thread, open_token, config)
     registry = KeyRegistry(token, approval_policy(config), config.issuer.key_usage_days)
     service = SigningService(config, registry)
 

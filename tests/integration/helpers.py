@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 import base45 as pypi_base45
@@ -28,7 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
 from signer.hcert.verify import TrustedDsc, TrustStore
-from tests.conftest import SERVER_START_TIMEOUT, Appliance
 from tests.independent import cose_bytes, untag
 
 T = TypeVar("T")
@@ -210,62 +206,3 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
-
-
-def start_with_config(
-    directory: Path, config_text: str
-) -> tuple[Appliance, subprocess.Popen[bytes]]:
-    """Like ``conftest.start_appliance``, but with a whole config of the caller's own.
-
-    ``start_appliance`` fixes ``[dev] key_algorithms``; a TOML table cannot set a key twice, so a
-    server with other dev keys needs its own file.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    config_path = directory / "signer.toml"
-    config_path.write_text(config_text)
-    ready = directory / "ready.json"
-    ready.unlink(missing_ok=True)
-    with (directory / "serve.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "signer.cli", "serve"),
-                *("--config", str(config_path), "--ready-file", str(ready)),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"server did not start:\n{(directory / 'serve.log').read_text()}")
-        time.sleep(0.1)
-    info = json.loads(ready.read_text())
-    appliance = Appliance(
-        address=f"127.0.0.1:{info['port']}",
-        metrics_port=info["metrics_port"],
-        pids=tuple(info["pids"]),
-        directory=directory,
-        config_path=config_path,
-    )
-    return appliance, process
-
-
-def dev_config(directory: Path, *, workers: int = 2, key_algorithms: Sequence[str] = ()) -> str:
-    algs = ", ".join(f'"{a}"' for a in key_algorithms)
-    return f"""
-[server]
-port = 0
-metrics_port = 0
-workers = {workers}
-max_batch = 1000
-
-[hsm]
-pin_env = ""
-key_refresh_seconds = 1.0
-
-[dev]
-directory = "{directory / "dev"}"
-key_algorithms = [{algs}]
-"""

@@ -22,12 +22,10 @@ from tests.integration.helpers import (
     TEST_PAYLOAD,
     alive,
     channel,
-    dev_config,
     rss,
     sample,
     scrape,
     sign_one,
-    start_with_config,
     stub,
     to_json,
     trust_store,
@@ -83,7 +81,7 @@ def test_memory_stays_bounded_over_a_long_stream(tmp_path: Path) -> None:
 
 
 def test_no_active_key_means_not_serving_and_no_key_rejections(tmp_path: Path) -> None:
-    appliance, process = start_with_config(tmp_path, dev_config(tmp_path, key_algorithms=[]))
+    appliance, process = start_appliance(tmp_path, key_algorithms=())
     try:
         health = health_pb2_grpc.HealthStub(channel(appliance.address))
         for service in ("", SERVICE):

@@ -95,13 +95,12 @@ def test_deprecated_code_signs_with_a_warning(appliance: Appliance) -> None:
 _PAST_SIGNER = """
 import json, sys, time
 from signer.config import load_config
-from signer.devsetup import resolve_module
-from hsm import HsmToken
+from signer.token import open_token
 from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
 from signer.domain import CertType
 config = load_config(sys.argv[1])
-token = HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
+token = open_token(config)
 registry = KeyRegistry(token, approval_policy(config))
 now = time.time()
 registry.refresh(now)
