@@ -122,7 +122,11 @@ def generate_keypair(
             private_template=_PRIVATE_TEMPLATE,
         )
     except PKCS11Error as e:
-        raise HsmError(f"key generation failed in the token: {type(e).__name__} {e}") from e
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise HsmError(
+            f"key generation failed in the token ({detail}); the token may be full or "
+            "read-only: free room in it (or its storage) and retry"
+        ) from e
 
 
 def public_key_der(public_key: pkcs11.PublicKey) -> bytes:

@@ -87,7 +87,14 @@ class HsmToken:
     def generate_key(self, algorithm: KeyAlgorithm, label: str, key_id: bytes) -> SigningKey:
         if any(True for _ in self._objects({Attribute.LABEL: label})):
             raise HsmError(f"the token already holds an object labelled {label!r}")
-        _, private = generate_keypair(self._session, algorithm, label, key_id)
+        try:
+            _, private = generate_keypair(self._session, algorithm, label, key_id)
+        except HsmError:
+            # A pair half made (e.g. the token filled up between the two objects) is removed,
+            # so a failed generation leaves the token as it was.
+            with contextlib.suppress(HsmError):
+                self.destroy_key_objects(key_id)
+            raise
         return SigningKey(label=label, key_id=key_id, algorithm=algorithm, handle=private)
 
     def find_key(self, label: str) -> SigningKey | None:
