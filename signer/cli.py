@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     sign.add_argument("--batch", type=int, default=500, help="items per request (default 500)")
     sign.add_argument("--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm")
     sign.add_argument("--quiet", action="store_true", help="no progress output")
+    sign.add_argument(
+        "--qr",
+        choices=["png", "svg", "png,svg"],
+        help="also write each certificate's QR code (alphanumeric, ECC Q) into --qr-dir",
+    )
+    sign.add_argument("--qr-dir", type=Path, default=Path("qr"), help="default: ./qr")
 
     trust = commands.add_parser(
         "trust-list",
@@ -107,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
         "--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm"
     )
     reissue.add_argument("--quiet", action="store_true", help="no progress output")
+    reissue.add_argument(
+        "--qr",
+        choices=["png", "svg", "png,svg"],
+        help="also write each certificate's QR code (alphanumeric, ECC Q) into --qr-dir",
+    )
+    reissue.add_argument("--qr-dir", type=Path, default=Path("qr"), help="default: ./qr")
 
     verify = commands.add_parser(
         "verify",
@@ -232,13 +244,16 @@ def _reissue(args: argparse.Namespace) -> int:
 
 
 def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> int:
-    """``sign`` / ``reissue``: FILE (or stdin) in, JSON lines to --out (or stdout); exit 1 when
-    any item was rejected."""
+    """``sign`` / ``reissue``: FILE (or stdin) in, JSON lines to --out (or stdout), QR codes to
+    --qr-dir when asked; exit 1 when any item was rejected."""
+    from signer.client import QrFiles
+
     path = None if args.file == "-" else Path(args.file)
     progress = None if args.quiet else sys.stderr
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(args.out.open("w", encoding="utf-8")) if args.out else sys.stdout
-        tally = run(path, args.server, out, args.batch, args.alg, progress)
+        qr = QrFiles(args.qr_dir, png="png" in args.qr, svg="svg" in args.qr) if args.qr else None
+        tally = run(path, args.server, out, args.batch, args.alg, progress, qr)
     return 1 if tally.rejected else 0
 
 

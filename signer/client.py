@@ -42,8 +42,33 @@ class SignTally:
     rejected: int = 0
 
 
+@dataclass(frozen=True)
+class QrFiles:
+    """Write each signed certificate's QR code into ``directory`` as ``<line>.png`` / ``.svg``."""
+
+    directory: Path
+    png: bool = True
+    svg: bool = False
+
+    def options(self) -> pb.OutputOptions:
+        return pb.OutputOptions(qr_png=self.png, qr_svg=self.svg)
+
+    def save(self, line: int, signed: pb.Signed) -> dict[str, str]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        written = {}
+        if self.png:
+            path = self.directory / f"{line}.png"
+            path.write_bytes(signed.qr_png)
+            written["qr_png"] = str(path)
+        if self.svg:
+            path = self.directory / f"{line}.svg"
+            path.write_text(signed.qr_svg, encoding="utf-8")
+            written["qr_svg"] = str(path)
+        return written
+
+
 def _batches(
-    lines: Iterable[str], size: int, alg: str
+    lines: Iterable[str], size: int, alg: str, output: pb.OutputOptions | None
 ) -> Iterator[tuple[list[int], pb.SignBatchRequest]]:
     numbers: list[int] = []
     items: list[pb.SignItem] = []
@@ -54,28 +79,32 @@ def _batches(
         numbers.append(number)
         items.append(pb.SignItem(id=str(number), payload_json=text))
         if len(items) == size:
-            yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg])
+            yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg], output=output)
             numbers, items = [], []
     if items:
-        yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg])
+        yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg], output=output)
 
 
 class _Results:
     """Writes one JSON line per result, counts outcomes and reports progress about once a second."""
 
-    def __init__(self, out: IO[str], progress: IO[str] | None) -> None:
+    def __init__(self, out: IO[str], progress: IO[str] | None, qr: QrFiles | None) -> None:
         self.tally = SignTally()
         self._out = out
+        self._qr = qr
         self._progress = progress
         self._started = self._last = time.monotonic()
 
     def write(self, numbers: Sequence[int], results: Iterable[pb.ItemResult]) -> None:
         for number, result in zip(numbers, results, strict=True):
-            self._out.write(json.dumps(_result_json(number, result), ensure_ascii=False) + "\n")
+            line = _result_json(number, result)
             if result.HasField("signed"):
                 self.tally.signed += 1
+                if self._qr is not None:
+                    line.update(self._qr.save(number, result.signed))
             else:
                 self.tally.rejected += 1
+            self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
         now = time.monotonic()
         if self._progress is not None and now - self._last >= 1.0:
             self._last = now
@@ -103,15 +132,16 @@ def sign_file(
     batch: int = 500,
     alg: str = "",
     progress: IO[str] | None = sys.stderr,
+    qr: QrFiles | None = None,
 ) -> SignTally:
     """Sign every non-blank line of ``path`` (None = stdin) through SignStream; one JSON result
     line per input, in input order."""
-    results = _Results(out, progress)
+    results = _Results(out, progress, qr)
     pending: list[list[int]] = []
     with _input(path) as source:
 
         def requests() -> Iterator[pb.SignBatchRequest]:
-            for numbers, request in _batches(source, batch, alg):
+            for numbers, request in _batches(source, batch, alg, qr.options() if qr else None):
                 pending.append(numbers)
                 yield request
 
@@ -158,9 +188,10 @@ def reissue_file(
     batch: int = 500,
     alg: str = "",
     progress: IO[str] | None = sys.stderr,
+    qr: QrFiles | None = None,
 ) -> SignTally:
     """Re-issue every HC1 of ``path`` through the Reissue RPC; one JSON result line per input."""
-    results = _Results(out, progress)
+    results = _Results(out, progress, qr)
     with _input(path) as source:
         lines = hc1_lines(source)
         try:
@@ -170,6 +201,7 @@ def reissue_file(
                     request = pb.ReissueRequest(
                         items=[pb.ReissueItem(id=str(n), hc1=text) for n, text in chunk],
                         alg=_ALGS[alg],
+                        output=qr.options() if qr else None,
                     )
                     results.write([n for n, _ in chunk], stub.Reissue(request).results)
         except grpc.RpcError as e:

@@ -326,3 +326,25 @@ def test_cli_verify_and_reissue(appliance: Appliance, tmp_path: Path) -> None:
     out = [json.loads(line) for line in reissue.stdout.splitlines()]
     assert ["hc1" in line for line in out] == [True, True, True, False]
     assert out[3]["errors"][0]["code"] == "hc1_base45"
+
+
+def test_cli_sign_writes_qr_codes(appliance: Appliance, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in vaccination_payloads(2, seed=42))
+    )
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "signer.cli", "sign", str(source), "--quiet"),
+            *("--server", appliance.address, "--qr", "png,svg", "--qr-dir", str(tmp_path / "qr")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for line in map(json.loads, done.stdout.splitlines()):
+        png = Path(line["qr_png"])
+        assert png == tmp_path / "qr" / f"{line['line']}.png"
+        assert [d.text for d in zxingcpp.read_barcodes(Image.open(png))] == [line["hc1"]]
+        assert Path(line["qr_svg"]).read_text().startswith("<svg")
