@@ -69,19 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "Progress goes to stderr. Exit status 1 when any item was rejected.",
     )
     sign.add_argument("file", help="JSONL input, or - for stdin")
-    sign.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
-    )
-    sign.add_argument("--out", type=Path, help="write results here instead of stdout")
-    sign.add_argument("--batch", type=int, default=500, help="items per request (default 500)")
-    sign.add_argument("--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm")
-    sign.add_argument("--quiet", action="store_true", help="no progress output")
-    sign.add_argument(
-        "--qr",
-        choices=["png", "svg", "png,svg"],
-        help="also write each certificate's QR code (alphanumeric, ECC Q) into --qr-dir",
-    )
-    sign.add_argument("--qr-dir", type=Path, default=Path("qr"), help="default: ./qr")
+    _add_signing_client_options(sign)
 
     trust = commands.add_parser(
         "trust-list",
@@ -104,21 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         "Exit status 1 when any item was rejected.",
     )
     reissue.add_argument("file", help="input file, or - for stdin")
-    reissue.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
-    )
-    reissue.add_argument("--out", type=Path, help="write results here instead of stdout")
-    reissue.add_argument("--batch", type=int, default=500, help="items per request (default 500)")
-    reissue.add_argument(
-        "--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm"
-    )
-    reissue.add_argument("--quiet", action="store_true", help="no progress output")
-    reissue.add_argument(
-        "--qr",
-        choices=["png", "svg", "png,svg"],
-        help="also write each certificate's QR code (alphanumeric, ECC Q) into --qr-dir",
-    )
-    reissue.add_argument("--qr-dir", type=Path, default=Path("qr"), help="default: ./qr")
+    _add_signing_client_options(reissue)
 
     verify = commands.add_parser(
         "verify",
@@ -170,6 +144,25 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_parser(commands)
     add_devca_parser(commands)
     return parser
+
+
+def _add_signing_client_options(command: argparse.ArgumentParser) -> None:
+    """The options ``sign`` and ``reissue`` share."""
+    command.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
+    )
+    command.add_argument("--out", type=Path, help="write results here instead of stdout")
+    command.add_argument("--batch", type=int, default=500, help="items per request (default 500)")
+    command.add_argument(
+        "--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm"
+    )
+    command.add_argument("--quiet", action="store_true", help="no progress output")
+    command.add_argument(
+        "--qr",
+        choices=["png", "svg", "png,svg"],
+        help="also write each certificate's QR code (alphanumeric, ECC Q) into --qr-dir",
+    )
+    command.add_argument("--qr-dir", type=Path, default=Path("qr"), help="default: ./qr")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

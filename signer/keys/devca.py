@@ -103,21 +103,32 @@ class DevCsca:
         not_after: dt.datetime,
         types: Iterable[CertType] = tuple(CertType),
     ) -> x509.Certificate:
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hcert-signer development"),
+                x509.NameAttribute(NameOID.COUNTRY_NAME, country),
+            ]
+        )
         public_key = serialization.load_der_public_key(public_key_der)
+        return self.certify(subject, public_key, not_before, not_after, types)
+
+    def certify(
+        self,
+        subject: x509.Name,
+        public_key: object,
+        not_before: dt.datetime,
+        not_after: dt.datetime,
+        types: Iterable[CertType],
+    ) -> x509.Certificate:
+        """A DSC per HCERT.md §7: keyUsage digitalSignature, the DCC EKUs of ``types``,
+        AKI = the CSCA's SKI, an SKI of its own."""
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise ValueError(f"a DSC key must be EC or RSA, not {type(public_key).__name__}")
         csca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return (
             x509.CertificateBuilder()
-            .subject_name(
-                x509.Name(
-                    [
-                        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hcert-signer development"),
-                        x509.NameAttribute(NameOID.COUNTRY_NAME, country),
-                    ]
-                )
-            )
+            .subject_name(subject)
             .issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
@@ -147,30 +158,7 @@ def issue_from_csr(
     """``signer dev-ca issue``: a DSC for the CSR's key and subject (its signature is checked)."""
     if not csr.is_signature_valid:
         raise ValueError("the CSR's signature does not verify with its own public key")
-    public_key = csr.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-        raise ValueError(f"a DSC key must be EC or RSA, not {type(public_key).__name__}")
-    csca_ski = csca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(csca.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([EKU_OIDS[t] for t in types]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(csca_ski.value),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .sign(csca.key, hashes.SHA256())
-    )
+    return csca.certify(csr.subject, csr.public_key(), not_before, not_after, types)
 
 
 def create_dev_key(
