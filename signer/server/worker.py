@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import os
 import signal
@@ -107,6 +108,14 @@ async def _serve(config: Config, port: int, index: int, events: Queue[Any]) -> N
 
     await refresh()
     await server.start()
+    # Everything loaded so far (modules, the 65 536-entry base45 table, protobuf descriptors)
+    # lives as long as the process: keep it out of the collector's passes; and collect the young
+    # generation every 50 000 allocations instead of 700, since a batch allocates ~20 containers
+    # per item that reference counting frees anyway. py-spy: the cyclic GC took ~2 % of a busy
+    # worker before this.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
     if not registry.serving(time.time()):
         log.warning("no active key with a currently valid DSC: health is NOT_SERVING")
     events.put(("ready", index, os.getpid(), ""))
