@@ -38,7 +38,7 @@ from signer.domain import (
 )
 from signer.errors import BackendError, KeyStateError, RequestError
 from signer.hcert import base45, qr
-from signer.hcert.encode import HC1_PREFIX
+from signer.hcert.encode import HC1_PREFIX, claims_head
 from signer.hcert.validation import find_duplicate_uvcis, validate_payload
 from signer.hcert.verify import TrustedDsc, TrustStore, verify_hc1
 from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
@@ -71,6 +71,14 @@ class _Ready(NamedTuple):
     cert_type: CertType
     uvci: str | None
     warnings: tuple[ItemError, ...]
+
+
+class _Choice(NamedTuple):
+    """The key, exp and claims head of one certificate type within one batch."""
+
+    key: ActiveKey
+    exp: int
+    head: bytes
 
 
 class _Signing(NamedTuple):
@@ -218,7 +226,7 @@ class SigningService:
             prepared[index] = ItemResult.failed(
                 ready.id, ItemError("duplicate_uvci", path, message)
             )
-        keys: dict[CertType, ActiveKey | NoKey] = {}  # one choice per type: iat is per batch
+        keys: dict[CertType, _Choice | NoKey] = {}  # one choice per type: iat is per batch
         outcomes: list[ItemResult | _Signing] = []
         signatures: Tally[bytes] = Tally()
         try:
@@ -238,19 +246,21 @@ class SigningService:
         return _finish(outcomes, output)
 
     def _sign(
-        self, ready: _Ready, alg: Alg | None, iat: int, keys: dict[CertType, ActiveKey | NoKey]
+        self, ready: _Ready, alg: Alg | None, iat: int, keys: dict[CertType, _Choice | NoKey]
     ) -> ItemResult | _Signing:
-        exp = iat + self._validity[ready.cert_type]
-        key = keys.get(ready.cert_type)
-        if key is None:
+        choice = keys.get(ready.cert_type)
+        if choice is None:
+            exp = iat + self._validity[ready.cert_type]
             try:
                 key = self._registry.select(ready.cert_type, alg, iat, exp)
+                choice = _Choice(key, exp, claims_head(self._iss, iat, exp))
             except NoKey as e:
-                key = e
-            keys[ready.cert_type] = key
-        if isinstance(key, NoKey):
-            return ItemResult.failed(ready.id, ItemError(key.code, "", str(key)))
-        compressed = key.encoder.sign_compressed(ready.payload, self._iss, iat, exp)
+                choice = e
+            keys[ready.cert_type] = choice
+        if isinstance(choice, NoKey):
+            return ItemResult.failed(ready.id, ItemError(choice.code, "", str(choice)))
+        key, exp, head = choice
+        compressed = key.encoder.sign_compressed(ready.payload, head)
         return _Signing(ready.id, key, iat, exp, compressed, ready.warnings)
 
     def _own_trust_store(self) -> TrustStore:

@@ -54,10 +54,20 @@ def protected_header(alg: Alg, kid: bytes) -> bytes:
     return cbor2.dumps({COSE_HEADER_ALG: alg.cose_id, COSE_HEADER_KID: kid})
 
 
-def claims_bytes(dcc: Any, iss: str, iat: int, exp: int) -> bytes:
-    return cbor2.dumps(
-        {CLAIM_ISS: iss, CLAIM_IAT: iat, CLAIM_EXP: exp, CLAIM_HCERT: {HCERT_EU_DCC_V1: dcc}}
+def claims_head(iss: str, iat: int, exp: int) -> bytes:
+    """The CBOR of the claims map up to, not including, the DCC: ``claims_head + CBOR(dcc)`` is
+    ``{1: iss, 6: iat, 4: exp, -260: {1: dcc}}``. The DCC is the map's last value, so the head is
+    the encoding with a placeholder DCC (``null``, one byte) minus that byte. A batch encodes it
+    once per certificate type instead of once per item."""
+    placeholder = cbor2.dumps(
+        {CLAIM_ISS: iss, CLAIM_IAT: iat, CLAIM_EXP: exp, CLAIM_HCERT: {HCERT_EU_DCC_V1: None}}
     )
+    assert placeholder[-1:] == b"\xf6"  # CBOR null
+    return placeholder[:-1]
+
+
+def claims_bytes(dcc: Any, iss: str, iat: int, exp: int) -> bytes:
+    return claims_head(iss, iat, exp) + cbor2.dumps(dcc)
 
 
 class HcertEncoder:
@@ -89,15 +99,16 @@ class HcertEncoder:
             + signature
         )
 
-    def sign_compressed(self, dcc: Any, iss: str, iat: int, exp: int) -> bytes:
-        """Everything up to base45: the zlib-compressed, signed COSE_Sign1.
+    def sign_compressed(self, dcc: Any, head: bytes) -> bytes:
+        """Everything up to base45: the zlib-compressed, signed COSE_Sign1 of the claims
+        ``head + CBOR(dcc)`` (:func:`claims_head`).
 
         Batches stop here and base45-encode all their items at once (:func:`base45.encode_many`).
         """
-        claims = claims_bytes(dcc, iss, iat, exp)
+        claims = head + cbor2.dumps(dcc)
         signature = self._sign_digest(hashlib.sha256(self.to_be_signed(claims)).digest())
         return zlib_ng.compress(self.cose_sign1(claims, signature), ZLIB_LEVEL, ZLIB_WBITS)
 
     def encode(self, dcc: Any, iss: str, iat: int, exp: int) -> str:
         """One ``HC1:`` string."""
-        return HC1_PREFIX + base45.encode(self.sign_compressed(dcc, iss, iat, exp))
+        return HC1_PREFIX + base45.encode(self.sign_compressed(dcc, claims_head(iss, iat, exp)))

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
 from signer.domain import Alg
-from signer.hcert.encode import HcertEncoder, bstr_head
+from signer.hcert.encode import HcertEncoder, bstr_head, claims_bytes, claims_head
 from signer.hcert.verify import TrustStore, verify_hc1
 from tests.independent import cose_bytes, hc1_claims, hc1_verifies, untag
 from tests.unit.hcert.conftest import DCC, NOW, Issuer, ts
@@ -90,3 +90,12 @@ def test_signature_covers_the_sig_structure_digest() -> None:
 def test_bstr_head_matches_cbor2(length: int) -> None:
     data = b"\x00" * length
     assert bstr_head(length) + data == cbor2.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("iss", "iat", "exp"), [("VN", 0, 1), ("VN", 1_795_000_000, 1_826_536_000), ("", 23, 2**40)]
+)
+def test_claims_head_plus_dcc_is_the_whole_claims_map(iss: str, iat: int, exp: int) -> None:
+    whole = cbor2.dumps({1: iss, 6: iat, 4: exp, -260: {1: DCC}})
+    assert claims_head(iss, iat, exp) + cbor2.dumps(DCC) == whole
+    assert cbor2.loads(claims_bytes(DCC, iss, iat, exp)) == {1: iss, 6: iat, 4: exp, -260: {1: DCC}}
