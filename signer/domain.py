@@ -1,13 +1,14 @@
 """Domain values shared by every layer between the servicer and the HSM.
 
-Frozen dataclasses only: these cross process and layer boundaries and must not change under
-anyone's feet. Protobuf types never get past ``signer/server/servicer.py``.
+Immutable values only (frozen dataclasses, and NamedTuples for the per-item hot-path types):
+they cross thread and layer boundaries and must not change under anyone's feet. Protobuf types never get past ``signer/server/servicer.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class CertType(StrEnum):
@@ -63,8 +64,12 @@ class ItemError:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class SignItem:
+# SignItem, Signed and ItemResult are made once per certificate on the signing hot path, so they
+# are NamedTuples: as immutable as a frozen dataclass, and built in 0.3 µs instead of 0.8 µs
+# (docs/performance.md). The other domain values are frozen dataclasses.
+
+
+class SignItem(NamedTuple):
     """One certificate to sign: a client-chosen id and the DCC JSON payload (UTF-8)."""
 
     id: str
@@ -80,8 +85,7 @@ class OutputOptions:
     qr_scale: int = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Signed:
+class Signed(NamedTuple):
     """A signed certificate: the ``HC1:`` string and what a client needs to file it."""
 
     hc1: str
@@ -119,8 +123,7 @@ class HashResult:
     errors: tuple[ItemError, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     """Exactly one per item: ``signed`` is set, or ``errors`` is non-empty — never both."""
 
     id: str
