@@ -1,7 +1,8 @@
 """Domain values shared by every layer between the servicer and the HSM.
 
 Immutable values only (frozen dataclasses, and NamedTuples for the per-item hot-path types):
-they cross thread and layer boundaries and must not change under anyone's feet. Protobuf types never get past ``signer/server/servicer.py``.
+they cross thread and layer boundaries and must not change under anyone's feet. Protobuf types
+never get past ``signer/server/servicer.py``.
 """
 
 from __future__ import annotations
