@@ -13,12 +13,13 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, replace
 
-from hsm import HsmToken
+from hsm import HsmToken, SigningKey, WeakKeyError
 from signer.errors import KeyStateError
 from signer.keys.certcheck import check_dsc, load_certificate
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.proposals import Proposal
+from signer.keys.selftest import self_test
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
 
 
@@ -129,9 +130,7 @@ def plan(
             raise KeyStateError(
                 f"key {label!r} is already activated (from {_when(record.active_from)})"
             )
-        dsc = DscFacts.from_der(stored.der)
-        if at > dsc.not_after:
-            raise KeyStateError(f"the DSC of {label!r} expires before {_when(at)}")
+        _check_activation(token, key, DscFacts.from_der(stored.der), at)
         return Plan(key.key_id, replace(stamped, active_from=at))
 
     if proposal.op == "retire":
@@ -157,6 +156,23 @@ def plan(
         return Plan(key.key_id, None)
 
     raise KeyStateError(f"unknown operation {proposal.op!r}")
+
+
+def _check_activation(token: HsmToken, key: SigningKey, dsc: DscFacts, at: int) -> None:
+    """DSC valid at the activation time, a kid no other DSC in the token has, and the self-test
+    (attributes, algorithm, a signature made in the HSM that the DSC verifies)."""
+    if at > dsc.not_after:
+        raise KeyStateError(f"the DSC of {key.label!r} expires before {_when(at)}")
+    for other in token.certificates():
+        if other.key_id != key.key_id and DscFacts.from_der(other.der).kid == dsc.kid:
+            raise KeyStateError(
+                f"the kid {dsc.kid.hex()} of {key.label!r} collides with another DSC in the "
+                "token; verifiers could not tell them apart: get a new certificate"
+            )
+    try:
+        self_test(key, dsc)
+    except (ValueError, WeakKeyError) as e:
+        raise KeyStateError(f"key {key.label!r} cannot be activated: {e}") from e
 
 
 def _when(epoch: int) -> str:

@@ -22,19 +22,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
 
 from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
-from hsm import check_private_key_attributes as check_attributes
 from signer.domain import Alg, CertType
 from signer.hcert.encode import HcertEncoder
-from signer.hcert.verify import signature_matches
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
+from signer.keys.selftest import self_test
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
 
 log = logging.getLogger(__name__)
@@ -181,15 +179,7 @@ class KeyRegistry:
         cached = self._verified.get((key.key_id, entry.dsc.kid))
         if cached is not None:
             return ActiveKey(entry, cached.encoder, cached.sign_digest)
-        if _KEY_ALGS[key.algorithm] is not entry.dsc.alg:
-            raise ValueError(
-                f"key is {key.algorithm.value} but its DSC is for {entry.dsc.alg.value}"
-            )
-        check_attributes(key.handle)
-        message = b"hcert-signer self-test " + os.urandom(16)
-        signature = key.sign_digest(hashlib.sha256(message).digest())
-        if not signature_matches(entry.dsc.alg, entry.dsc.certificate, signature, message):
-            raise ValueError("self-test failed: the key's signature does not verify with its DSC")
+        self_test(key, entry.dsc)
         ready = ActiveKey(
             entry, HcertEncoder(entry.dsc.alg, entry.dsc.kid, key.sign_digest), key.sign_digest
         )

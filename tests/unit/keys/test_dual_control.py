@@ -244,3 +244,46 @@ def test_a_stale_or_altered_proposal_is_refused(
 def test_proposal_round_trips_through_the_token() -> None:
     proposal = Proposal("abc", "retire", "k", {"at": 5}, "alice", 1, 2)
     assert Proposal.from_bytes(proposal.to_bytes()) == proposal
+
+
+def test_activation_runs_the_self_test_and_refuses_a_weak_key(
+    hsm_token: HsmToken,
+    dev_csca: DevCsca,
+    officers: Officers,
+    make_manager: Callable[..., KeyManager],
+) -> None:
+    """A key that was not made by ``generate`` (here: extractable, not sensitive, derive allowed)
+    gets a DSC and its approvals, yet activation refuses it before anyone can approve."""
+    from pkcs11 import Attribute, KeyType, MechanismFlag
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    manager = make_manager()
+    label = unique("weak")
+    key_id = label.encode()
+    params = hsm_token._session.create_domain_parameters(
+        KeyType.EC,
+        {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
+        local=True,
+    )
+    params.generate_keypair(
+        store=True,
+        label=label,
+        id=key_id,
+        capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY | MechanismFlag.DERIVE,
+        private_template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+    )
+    record = KeyStateRecord(
+        label=label, key_id=key_id, alg=Alg.ES256, types=TYPES, issued_at=1, op="generate"
+    )
+    hsm_token.put_data(STATE_APPLICATION, label, record.to_bytes())
+    pem = dev_csca.issue_dsc(
+        hsm_token.public_key_der(key_id), label, "VN", *_validity(time.time(), 730), TYPES
+    ).public_bytes(serialization.Encoding.PEM)
+    imported = manager.propose(
+        "import", label, {"certificate": base64.b64encode(pem).decode()}, officers.a
+    )
+    assert manager.approve(imported.proposal.id, officers.b).executed
+
+    with pytest.raises(KeyStateError, match=r"cannot be activated.*EXTRACTABLE=True"):
+        manager.propose("activate", label, {}, officers.a)
+    assert _state(hsm_token, officers, label, time.time()) is KeyState.PENDING
