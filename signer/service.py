@@ -40,7 +40,7 @@ from signer.errors import BackendError, KeyStateError, RequestError
 from signer.hcert import base45, qr
 from signer.hcert.encode import HC1_PREFIX, claims_head
 from signer.hcert.validation import find_duplicate_uvcis, validate_payload
-from signer.hcert.verify import TrustedDsc, TrustStore, verify_hc1
+from signer.hcert.verify import verify_hc1
 from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,6 @@ class SigningService:
         self._policy = config.validation.policy()
         self._iss = config.issuer.country
         self._validity = {t: config.issuer.validity_seconds(t) for t in CertType}
-        self._own_trust: tuple[tuple[object, ...], TrustStore] = ((), TrustStore(()))
 
     # -- RPC entry points ----------------------------------------------------------------------
 
@@ -128,7 +127,7 @@ class SigningService:
         self._check_size(len(items))
         started, now = time.perf_counter(), self._clock()
         moment = dt.datetime.fromtimestamp(now, dt.UTC)
-        trust = self._own_trust_store()
+        trust = self._registry.trust  # our DSCs in every state: retired keys' output too
         prepared: list[ItemResult | _Ready] = []
         for item in items:
             verdict = verify_hc1(item.hc1, trust, check_time=False)
@@ -262,15 +261,6 @@ class SigningService:
         key, exp, head = choice
         compressed = key.encoder.sign_compressed(ready.payload, head)
         return _Signing(ready.id, key, iat, exp, compressed, ready.warnings)
-
-    def _own_trust_store(self) -> TrustStore:
-        """Our DSCs in every state: what we signed stays re-issuable after a key retires."""
-        entries = self._registry.entries
-        cached_entries, store = self._own_trust
-        if cached_entries is not entries:
-            store = TrustStore(TrustedDsc(e.dsc.certificate, e.dsc.kid) for e in entries)
-            self._own_trust = (entries, store)
-        return store
 
     @staticmethod
     def _count(results: list[ItemResult], rpc: str, seconds: float) -> None:

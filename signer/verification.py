@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from signer.config import Config
 from signer.domain import HcertItem
 from signer.errors import RequestError
-from signer.hcert.verify import TrustedDsc, TrustStore, Verification, verify_hc1
+from signer.hcert.verify import TrustStore, Verification, verify_hc1
 from signer.keys.registry import KeyRegistry
 
 
@@ -25,15 +25,15 @@ class VerificationService:
             if config.verify.trust_dir
             else ()
         )
-        self._cache: tuple[object, TrustStore] = ((), TrustStore(self._foreign))
+        self._cache: tuple[TrustStore | None, TrustStore] = (None, TrustStore(self._foreign))
 
     def trust(self) -> TrustStore:
-        entries = self._registry.entries
-        cached_entries, store = self._cache
-        if cached_entries is not entries:
-            own = [TrustedDsc(e.dsc.certificate, e.dsc.kid) for e in entries]
+        """The registry's own DSCs plus the foreign ones, rebuilt when the registry's change."""
+        own = self._registry.trust
+        cached_own, store = self._cache
+        if cached_own is not own:
             store = TrustStore([*own, *self._foreign])
-            self._cache = (entries, store)
+            self._cache = (own, store)
         return store
 
     def verify_batch(self, items: Sequence[HcertItem], at: float | None) -> list[Verification]:

@@ -30,6 +30,7 @@ from cryptography import x509
 from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
 from signer.domain import Alg, CertType
 from signer.hcert.encode import HcertEncoder
+from signer.hcert.verify import TrustedDsc, TrustStore
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.selftest import self_test
@@ -90,6 +91,8 @@ class KeyRegistry:
         self._newest: dict[str, int] = {}  # label → newest approved issued_at seen (anti-replay)
         self._warned: set[tuple[str, str]] = set()
         self.entries: tuple[KeyEntry, ...] = ()
+        #: Our DSCs in every state, for verifying what we signed (retired keys included).
+        self.trust = TrustStore(())
         self._active: tuple[ActiveKey, ...] = ()
 
     def refresh(self, now: float) -> None:
@@ -122,6 +125,7 @@ class KeyRegistry:
                     self._warn_once(key.label, f"key is active but cannot sign: {e}")
             entries.append(entry)
         self.entries = tuple(entries)
+        self.trust = TrustStore(TrustedDsc(e.dsc.certificate, e.dsc.kid) for e in self.entries)
         # Most recently activated first; ties broken by the newer DSC.
         self._active = tuple(
             sorted(active, key=lambda a: (a.entry.since, a.entry.dsc.not_before), reverse=True)
