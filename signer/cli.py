@@ -14,7 +14,7 @@ from signer.config import load_config
 from signer.errors import SignerError
 
 if TYPE_CHECKING:
-    from signer.client import SignTally
+    from signer.client import ClientTls, SignTally
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -28,6 +28,7 @@ examples:
   signer reissue expiring.jsonl --server 127.0.0.1:50051 > reissued.jsonl
   signer bench --items 200000
   signer keys list                          security officers: DSC keys in the HSM (keys --help)
+  signer dev-tls --out .dev/tls --client issuer-a   dev TLS CA and certificates
 """
 
 
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
     )
     trust.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
+    _add_tls_client_options(trust)
 
     reissue = commands.add_parser(
         "reissue",
@@ -106,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("file", help="input file, or - for stdin")
     verify.add_argument("--trust-dir", type=Path, help="directory of trusted DSC PEM files")
     verify.add_argument("--server", help="also trust the DSCs of this server (host:port)")
+    _add_tls_client_options(verify)
     verify.add_argument(
         "--at",
         help="judge validity at this ISO 8601 instant (default: now), e.g. 2027-06-01T00:00Z",
@@ -143,7 +146,41 @@ def _parser() -> argparse.ArgumentParser:
 
     add_keys_parser(commands)
     add_devca_parser(commands)
+
+    dev_tls = commands.add_parser(
+        "dev-tls",
+        help="development TLS CA, server and client certificates (NOT FOR PRODUCTION)",
+        description="NOT FOR PRODUCTION: writes a development TLS CA (ca.pem, ca.key; the CA "
+        "key is a plain file, kept when it exists), a server certificate for 127.0.0.1, ::1 "
+        "and localhost (server.pem, server.key) and a client certificate per --client NAME "
+        "(clients/NAME.pem, clients/NAME.key, CN=NAME), then prints the matching [tls] config "
+        "and client options.",
+    )
+    dev_tls.add_argument("--out", type=Path, required=True, help="directory for the files")
+    dev_tls.add_argument(
+        "--client", action="append", default=[], metavar="NAME", help="a client (repeatable)"
+    )
+    dev_tls.add_argument(
+        "--days", type=int, default=30, help="server and client validity (default 30)"
+    )
     return parser
+
+
+def _add_tls_client_options(command: argparse.ArgumentParser) -> None:
+    """``--ca/--cert/--key``, the same for every command that talks to a server."""
+    command.add_argument(
+        "--ca", type=Path, metavar="FILE", help="CA of the server's certificate: dial with TLS"
+    )
+    command.add_argument(
+        "--cert", type=Path, metavar="FILE", help="client certificate for mutual TLS (with --key)"
+    )
+    command.add_argument("--key", type=Path, metavar="FILE", help="the client certificate's key")
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTls | None:
+    from signer.client import ClientTls
+
+    return ClientTls.from_options(args.ca, args.cert, args.key)
 
 
 def _add_signing_client_options(command: argparse.ArgumentParser) -> None:
@@ -163,6 +200,7 @@ def _add_signing_client_options(command: argparse.ArgumentParser) -> None:
         help="also write each certificate's QR code (alphanumeric, ECC Q) into --qr-dir",
     )
     command.add_argument("--qr-dir", type=Path, default=Path("qr"), help="default: ./qr")
+    _add_tls_client_options(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from signer.keys import devca_cli
 
             return devca_cli.run(args)
+        if args.command == "dev-tls":
+            return _dev_tls(args)
     except SignerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -246,7 +286,8 @@ def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> 
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(args.out.open("w", encoding="utf-8")) if args.out else sys.stdout
         qr = QrFiles(args.qr_dir, png="png" in args.qr, svg="svg" in args.qr) if args.qr else None
-        tally = run(path, args.server, out, args.batch, args.alg, progress, qr)
+        tls = _client_tls(args)
+        tally = run(path, args.server, out, args.batch, args.alg, progress, qr, tls=tls)
     return 1 if tally.rejected else 0
 
 
@@ -256,7 +297,7 @@ def _verify(args: argparse.Namespace) -> int:
     from signer.verify_cli import build_trust, parse_instant, verify_file
 
     at = parse_instant(args.at) if args.at else dt.datetime.now(dt.UTC)
-    trust = build_trust(args.trust_dir, args.server)
+    trust = build_trust(args.trust_dir, args.server, tls=_client_tls(args))
     path = None if args.file == "-" else Path(args.file)
     if args.out is not None:
         with args.out.open("w", encoding="utf-8") as out:
@@ -272,7 +313,7 @@ def _trust_list(args: argparse.Namespace) -> int:
 
     from signer.client import fetch_trust_list, write_trust_list
 
-    entries = fetch_trust_list(args.server)
+    entries = fetch_trust_list(args.server, tls=_client_tls(args))
     paths = write_trust_list(entries, args.out)
     states = {1: "pending", 2: "active", 3: "retired"}
     algs = {1: "ES256", 2: "PS256"}
@@ -283,6 +324,13 @@ def _trust_list(args: argparse.Namespace) -> int:
             f"{entry.label:24} {entry.kid.hex():16} {algs.get(entry.alg, '?'):5} "
             f"{states.get(entry.state, '?'):8} {not_after:20} {path}"
         )
+    return 0
+
+
+def _dev_tls(args: argparse.Namespace) -> int:
+    from signer.devtls import describe, write_dev_tls
+
+    print(describe(write_dev_tls(args.out, args.client, days=args.days)))
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Client side of the CLI: stream a JSONL file through SignStream, fetch the trust list."""
+"""Client side of the CLI: stream a JSONL file through SignStream, fetch the trust list.
+
+Every command dials through :func:`channel`: plaintext, or TLS (and mutual TLS with a client
+certificate) when given a :class:`ClientTls`.
+"""
 
 from __future__ import annotations
 
@@ -19,21 +23,92 @@ from cryptography.hazmat.primitives import serialization
 
 from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
-from signer.errors import BackendError, RequestError
+from signer.errors import BackendError, ConfigError, RequestError
 
 _ALGS = {"": pb.ALGORITHM_UNSPECIFIED, "ES256": pb.ALGORITHM_ES256, "PS256": pb.ALGORITHM_PS256}
 _ALG_NAMES = {pb.ALGORITHM_ES256: "ES256", pb.ALGORITHM_PS256: "PS256"}
 _MAX_MESSAGE = 64 << 20
 
 
-def channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ],
-    )
+@dataclass(frozen=True)
+class ClientTls:
+    """A client's TLS files (``--ca``, ``--cert``, ``--key``): the CA that signed the server's
+    certificate, and for mutual TLS the client's own certificate and key."""
+
+    ca: Path | None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @classmethod
+    def from_options(cls, ca: Path | None, cert: Path | None, key: Path | None) -> ClientTls | None:
+        """The options as given on the command line; None (plaintext) when none is given."""
+        if ca is None and cert is None and key is None:
+            return None
+        if (cert is None) != (key is None):
+            raise ConfigError("--cert and --key go together: the client certificate and its key")
+        if ca is None:
+            raise ConfigError(
+                "--cert/--key need --ca: the CA file that signed the server's certificate"
+            )
+        return cls(ca, cert, key)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """grpc channel credentials; ConfigError naming the option and file when one cannot be
+        read or the certificate is not the key's (grpc would only fail the handshake)."""
+        ca = _read_option("--ca", self.ca) if self.ca else None
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("--cert and --key go together: the client certificate and its key")
+        if self.cert is None or self.key is None:
+            return grpc.ssl_channel_credentials(root_certificates=ca)
+        cert_pem, key_pem = _read_option("--cert", self.cert), _read_option("--key", self.key)
+        try:
+            certificate = x509.load_pem_x509_certificates(cert_pem)[0]
+        except ValueError as e:
+            raise ConfigError(f"--cert {self.cert} is not a PEM certificate") from e
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"--key {self.key} is not an unencrypted PEM private key") from e
+        if key.public_key() != certificate.public_key():
+            raise ConfigError(f"--key {self.key} is not the private key of --cert {self.cert}")
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key_pem, certificate_chain=cert_pem
+        )
+
+
+def _read_option(option: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{option} {path}: cannot read it: {e.strerror}") from e
+
+
+def parse_server_address(text: str) -> str:
+    """``host:port`` or ``[v6]:port`` as grpc dials it; ConfigError without a port (grpc would
+    silently dial 443)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or host.endswith(":") or (":" in host and not host.startswith("[")):
+        raise ConfigError(
+            f"server address {text!r} has no port: write HOST:PORT, e.g. 127.0.0.1:50051 "
+            "or [::1]:50051"
+        )
+    if host.startswith("[") != host.endswith("]") or host == "[]":
+        raise ConfigError(f"server address {text!r}: an IPv6 host goes in brackets, [::1]:50051")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"server address {text!r}: the port must be a number 1..65535")
+    return f"{host}:{int(port)}"
+
+
+def channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
+    """A channel to ``address`` (``host:port``): TLS with ``tls``, plaintext without."""
+    target = parse_server_address(address)
+    options = [
+        ("grpc.max_receive_message_length", _MAX_MESSAGE),
+        ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ]
+    if tls is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
 @dataclass
@@ -133,6 +208,8 @@ def sign_file(
     alg: str = "",
     progress: IO[str] | None = sys.stderr,
     qr: QrFiles | None = None,
+    *,
+    tls: ClientTls | None = None,
 ) -> SignTally:
     """Sign every non-blank line of ``path`` (None = stdin) through SignStream; one JSON result
     line per input, in input order."""
@@ -146,7 +223,7 @@ def sign_file(
                 yield request
 
         try:
-            with channel(address) as ch:
+            with channel(address, tls) as ch:
                 for response in pb_grpc.SignerStub(ch).SignStream(requests()):
                     results.write(pending.pop(0), response.results)
         except grpc.RpcError as e:
@@ -189,13 +266,15 @@ def reissue_file(
     alg: str = "",
     progress: IO[str] | None = sys.stderr,
     qr: QrFiles | None = None,
+    *,
+    tls: ClientTls | None = None,
 ) -> SignTally:
     """Re-issue every HC1 of ``path`` through the Reissue RPC; one JSON result line per input."""
     results = _Results(out, progress, qr)
     with _input(path) as source:
         lines = hc1_lines(source)
         try:
-            with channel(address) as ch:
+            with channel(address, tls) as ch:
                 stub = pb_grpc.SignerStub(ch)
                 while chunk := list(itertools.islice(lines, batch)):
                     request = pb.ReissueRequest(
@@ -230,9 +309,9 @@ def _result_json(line: int, result: pb.ItemResult) -> dict[str, object]:
     }
 
 
-def fetch_trust_list(address: str) -> list[pb.TrustListEntry]:
+def fetch_trust_list(address: str, *, tls: ClientTls | None = None) -> list[pb.TrustListEntry]:
     try:
-        with channel(address) as ch:
+        with channel(address, tls) as ch:
             return list(pb_grpc.SignerStub(ch).GetTrustList(pb.GetTrustListRequest()).entries)
     except grpc.RpcError as e:
         raise _rpc_error(e, address) from e

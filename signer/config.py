@@ -116,6 +116,33 @@ class AuditConfig:
     path: str = ""
 
 
+IDENTITY_MODES = ("cn", "san_dns", "san_uri")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS on the gRPC port (issue 7 §2): PEM files for the server certificate chain and key,
+    and the CA that client certificates must chain to (mutual TLS). All empty = plaintext,
+    allowed only on a loopback address. The files are re-read when they change on disk, so a
+    renewed certificate or CA needs no restart. ``identity`` names a client by its
+    certificate's subject CN (``cn``), first DNS SAN (``san_dns``) or first URI SAN
+    (``san_uri``)."""
+
+    cert: str = ""
+    key: str = ""
+    client_ca: str = ""
+    identity: str = "cn"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert and self.key)
+
+    @property
+    def mutual(self) -> bool:
+        """Clients must present a certificate that chains to ``client_ca``."""
+        return self.enabled and bool(self.client_ca)
+
+
 @dataclass(frozen=True, slots=True)
 class DevConfig:
     """Development bootstrap. Never enable in production: the CSCA key sits in a file."""
@@ -136,6 +163,7 @@ class Config:
     officers: OfficersConfig = field(default_factory=OfficersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     dev: DevConfig = field(default_factory=DevConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     @property
     def dev_dir(self) -> Path:
@@ -201,6 +229,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "officers": OfficersConfig,
     "audit": AuditConfig,
     "dev": DevConfig,
+    "tls": TlsConfig,
 }
 
 
@@ -289,3 +318,25 @@ def _check(config: Config, source: str) -> None:
     bad_algs = set(config.dev.key_algorithms) - {"ES256", "PS256"}
     if bad_algs:
         raise ConfigError(f"{source}: [dev] key_algorithms: unknown {sorted(bad_algs)}")
+    _check_tls(config.tls, source)
+
+
+def _check_tls(tls: TlsConfig, source: str) -> None:
+    """The shape of ``[tls]``; whether its files can be read is checked when the server loads
+    them (``signer.front.tls.server_credentials``), so key-management commands still run."""
+    if tls.identity not in IDENTITY_MODES:
+        raise ConfigError(
+            f"{source}: [tls] identity must be one of {', '.join(IDENTITY_MODES)}, "
+            f"got {tls.identity!r}"
+        )
+    if bool(tls.cert) != bool(tls.key):
+        missing, present = ("key", "cert") if tls.cert else ("cert", "key")
+        raise ConfigError(
+            f"{source}: [tls] {present} is set but {missing} is not: give both the server "
+            "certificate and its private key"
+        )
+    if tls.client_ca and not tls.enabled:
+        raise ConfigError(
+            f"{source}: [tls] client_ca is set without cert and key: mutual TLS needs the "
+            "server's own certificate and key too"
+        )

@@ -11,7 +11,7 @@ from typing import IO
 
 from cryptography import x509
 
-from signer.client import fetch_trust_list, hc1_lines
+from signer.client import ClientTls, fetch_trust_list, hc1_lines
 from signer.domain import Alg
 from signer.errors import ConfigError, RequestError
 from signer.hcert.verify import TrustedDsc, TrustStore, Verification, verify_hc1
@@ -28,14 +28,17 @@ def parse_instant(text: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def build_trust(trust_dir: Path | None, server: str | None) -> TrustStore:
+def build_trust(
+    trust_dir: Path | None, server: str | None, *, tls: ClientTls | None = None
+) -> TrustStore:
+    """The DSCs in ``trust_dir`` plus those of ``server`` (dialled with ``tls``)."""
     dscs: list[TrustedDsc] = []
     if trust_dir is not None:
         dscs.extend(TrustStore.load_pem_dir(trust_dir))
     if server is not None:
         dscs.extend(
             TrustedDsc.from_certificate(x509.load_der_x509_certificate(e.certificate_der))
-            for e in fetch_trust_list(server)
+            for e in fetch_trust_list(server, tls=tls)
         )
     if not dscs:
         raise ConfigError("no trusted DSCs: give --trust-dir DIR and/or --server ADDR")
