@@ -5,6 +5,7 @@ Under ``CI=true`` a missing SoftHSM fails the run instead of skipping (non-negot
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -22,6 +23,7 @@ from cryptography import x509
 from hsm import HsmToken, SoftHsm, find_softhsm_module
 from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
+from signer.devtls import DevTls, write_dev_tls
 from signer.keys.devca import DevCsca
 
 SERVER_START_TIMEOUT = 120.0
@@ -156,3 +158,17 @@ def hsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HsmToken]:
 @pytest.fixture(scope="session")
 def dev_csca(tmp_path_factory: pytest.TempPathFactory) -> DevCsca:
     return DevCsca.load_or_create(tmp_path_factory.mktemp("csca"), "VN")
+
+
+@pytest.fixture(scope="session")
+def dev_tls(tmp_path_factory: pytest.TempPathFactory) -> DevTls:
+    """Dev TLS files (``signer dev-tls``): a CA, a server certificate for 127.0.0.1 and clients
+    ``issuer-a``, ``reader-b``, ``expired`` (same CA, expired yesterday) and ``foreign`` (a
+    certificate from another CA; its files are under a second directory)."""
+    directory = tmp_path_factory.mktemp("dev-tls")
+    expired = write_dev_tls(
+        directory, ["expired"], client_not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    )
+    main = write_dev_tls(directory, ["issuer-a", "reader-b"])
+    foreign = write_dev_tls(tmp_path_factory.mktemp("dev-tls-foreign"), ["foreign"])
+    return replace(main, clients={**expired.clients, **main.clients, **foreign.clients})
