@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from signer.config import load_config
-from signer.errors import SignerError
+from signer.errors import ConfigError, SignerError
 
 if TYPE_CHECKING:
     from signer.client import ClientTls, SignTally
@@ -28,7 +28,7 @@ examples:
   signer reissue expiring.jsonl --server 127.0.0.1:50051 > reissued.jsonl
   signer bench --items 200000
   signer keys list                          security officers: DSC keys in the HSM (keys --help)
-  signer dev-tls --out .dev/tls --client issuer-a   dev TLS CA and certificates
+  signer dev-tls --out .dev/tls --client issuer-a --client reader-b
 """
 
 
@@ -261,6 +261,10 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if overrides:
         config = replace(config, server=replace(config.server, **overrides))
+    if config.tls.enabled:
+        # Never serve plaintext while the operator believes TLS is on. The front process
+        # (issue 7) serves [tls] through signer.front.tls.server_credentials.
+        raise ConfigError("[tls] is set, but this server cannot serve TLS yet (issue 7)")
     return serve(config, ready_file=args.ready_file, say=lambda line: print(line, flush=True))
 
 

@@ -338,3 +338,11 @@ def test_dev_tls_keeps_its_ca_makes_expired_clients_and_other_cas(tmp_path: Path
             write_dev_tls(tmp_path / "c", [bad])
     with pytest.raises(ConfigError):
         write_dev_tls(tmp_path / "c", [], days=0)
+
+
+def test_serve_refuses_tls_it_cannot_serve_yet(tmp_path: Path) -> None:
+    """Until the front process serves [tls], a config asking for it must not run in plaintext."""
+    config = tmp_path / "signer.toml"
+    config.write_text('[tls]\ncert = "s.pem"\nkey = "s.key"\n')
+    code, _, err = _run(["serve", "--config", str(config)])
+    assert code == 2 and "[tls] is set, but this server cannot serve TLS yet" in err
