@@ -157,6 +157,25 @@ def test_total_in_flight_is_shared_by_every_client() -> None:
     assert admission.total_in_flight == 600
 
 
+@pytest.mark.parametrize(
+    ("limit", "admitted"),
+    [("total", 1500), ("client", 1200), ("day", 1300), ("burst", 1100)],
+)
+def test_each_limit_admits_exactly_up_to_itself(limit: str, admitted: int) -> None:
+    """Batches of 100 at one instant: admitted until the limit is reached, not one item more."""
+    admission = Admission(total_in_flight_items=1500 if limit == "total" else 100_000)
+    grant = _grant(
+        rate=1e-3,
+        burst=1100 if limit == "burst" else 10_000,
+        in_flight=1200 if limit == "client" else 10_000,
+        per_day=1300 if limit == "day" else 0,
+    )
+    results = [admission.admit(grant, 100, T0) for _ in range(20)]
+    assert sum(100 for r in results if isinstance(r, Ticket)) == admitted
+    assert all(isinstance(r, Ticket) for r in results[: admitted // 100])
+    assert isinstance(admission.admit(grant, 1, T0), Refusal)  # not one item more
+
+
 def test_release_is_idempotent_and_refunds_neither_bucket_nor_day() -> None:
     admission = Admission(10_000)
     grant = _grant(per_day=1000)
