@@ -8,6 +8,7 @@ PINs never live here: the config names an environment variable and/or a file to 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -153,6 +154,75 @@ class DevConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """The quotas of one client (issue 7 §4), resolved: a client's own values over [quotas]."""
+
+    items_per_second: float  # token-bucket refill
+    burst: int  # bucket size in items: the most a client can send at once
+    items_per_day: int  # per UTC day; 0 = unlimited
+    max_in_flight_items: int  # items of this client being worked on at once
+
+
+@dataclass(frozen=True, slots=True)
+class QuotasConfig:
+    """Per-client defaults (for every client without its own values) and appliance-wide limits."""
+
+    items_per_second: float = 5000.0
+    burst: int = 10000
+    items_per_day: int = 0
+    max_in_flight_items: int = 4000
+    total_in_flight_items: int = 16000  # the whole appliance, every client together
+
+    def limits(self) -> ClientLimits:
+        return ClientLimits(
+            items_per_second=self.items_per_second,
+            burst=self.burst,
+            items_per_day=self.items_per_day,
+            max_in_flight_items=self.max_in_flight_items,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPolicy:
+    """One ``[[policy.clients]]`` table: a client identity (TLS subject CN or SAN), its roles,
+    the certificate types it may sign, and its own quotas (``None`` = the [quotas] default)."""
+
+    name: str
+    roles: tuple[str, ...]
+    types: tuple[CertType, ...] = tuple(CertType)
+    items_per_second: float | None = None
+    burst: int | None = None
+    items_per_day: int | None = None
+    max_in_flight_items: int | None = None
+
+    def limits(self, quotas: QuotasConfig) -> ClientLimits:
+        return ClientLimits(
+            items_per_second=(
+                quotas.items_per_second if self.items_per_second is None else self.items_per_second
+            ),
+            burst=quotas.burst if self.burst is None else self.burst,
+            items_per_day=quotas.items_per_day
+            if self.items_per_day is None
+            else self.items_per_day,
+            max_in_flight_items=(
+                quotas.max_in_flight_items
+                if self.max_in_flight_items is None
+                else self.max_in_flight_items
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """Authorisation (issue 7 §3): the role of every client the policy does not name, and the
+    named clients. The embedded default ``issuer`` is the dev appliance on loopback; a production
+    config says ``default = "none"`` (config/example.toml)."""
+
+    default: str = "issuer"
+    clients: tuple[ClientPolicy, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     hsm: HsmConfig = field(default_factory=HsmConfig)
@@ -164,6 +234,8 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     dev: DevConfig = field(default_factory=DevConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
 
     @property
     def dev_dir(self) -> Path:
@@ -230,6 +302,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "audit": AuditConfig,
     "dev": DevConfig,
     "tls": TlsConfig,
+    "policy": PolicyConfig,
+    "quotas": QuotasConfig,
 }
 
 
@@ -255,6 +329,9 @@ def config_from_mapping(data: dict[str, Any], source: str = "config") -> Config:
             raise ConfigError(f"{source}: unknown section [{section}]")
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
+        if section == "policy":  # holds an array of tables, which _coerce does not parse
+            config = replace(config, policy=_policy_from_mapping(values, source))
+            continue
         if section == "hsm" and any(k == "pin" or k.endswith("_pin") for k in values):
             raise ConfigError(
                 f"{source}: PINs never go in the config file; use [hsm] pin_env or pin_file"
@@ -289,6 +366,125 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
+_CLIENT_KEYS = frozenset(f.name for f in fields(ClientPolicy))
+
+
+def _policy_from_mapping(values: dict[str, Any], source: str) -> PolicyConfig:
+    """[policy] and its ``[[policy.clients]]`` tables; ranges are checked in :func:`_check`."""
+    unknown = set(values) - {"default", "clients"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) in [policy]: {', '.join(sorted(unknown))}")
+    default = values.get("default", PolicyConfig().default)
+    if not isinstance(default, str):
+        raise ConfigError(f"{source}: [policy] default must be a role name, got {default!r}")
+    tables = values.get("clients", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{source}: [policy] clients must be [[policy.clients]] tables")
+    clients = tuple(_client_from_mapping(t, n, source) for n, t in enumerate(tables, start=1))
+    return PolicyConfig(default=default, clients=clients)
+
+
+def _client_from_mapping(table: dict[str, Any], number: int, source: str) -> ClientPolicy:
+    where = f"{source}: [[policy.clients]] #{number}"
+    unknown = set(table) - _CLIENT_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
+    name = table.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: name must be the client's identity (a non-empty string)")
+    where = f"{source}: [[policy.clients]] {name!r}"
+    roles = table.get("roles")
+    if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
+        raise ConfigError(f"{where}: roles must be a non-empty list of role names")
+    types = table.get("types", [t.value for t in CertType])
+    if not isinstance(types, list) or not types:
+        raise ConfigError(f"{where}: types must be a non-empty list of certificate types")
+    known_types = {t.value for t in CertType}
+    bad_types = [t for t in types if t not in known_types]
+    if bad_types:
+        raise ConfigError(
+            f"{where}: types: unknown {bad_types} (known: {', '.join(sorted(known_types))})"
+        )
+    numbers: dict[str, Any] = {}
+    for key, kind in (
+        ("items_per_second", float),
+        ("burst", int),
+        ("items_per_day", int),
+        ("max_in_flight_items", int),
+    ):
+        if key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+        numbers[key] = kind(value)
+    return ClientPolicy(
+        name=name,
+        roles=tuple(roles),
+        types=tuple(CertType(t) for t in dict.fromkeys(types)),
+        **numbers,
+    )
+
+
+def _check_policy(config: Config, source: str) -> None:
+    """Roles, duplicate names and quota ranges.
+
+    Every per-client limit that bounds one batch (``burst``, ``max_in_flight_items``, a non-zero
+    ``items_per_day``) and ``total_in_flight_items`` must hold a full ``[server] max_batch``:
+    otherwise a batch the API accepts would be refused by the quotas on every try, a mistake
+    clients would find in production and the operator could only find in their logs. Refused
+    here, at start, where the operator sees it. (A slow client is limited by
+    ``items_per_second`` and ``items_per_day``; its burst need only hold one batch.)
+    """
+    from signer.front.policy import ROLES  # the role table lives with the policy, which imports
+    # this module; imported here, not at the top, so loading the config never loads the front
+
+    max_batch = config.server.max_batch
+    if config.policy.default not in ROLES:
+        raise ConfigError(
+            f"{source}: [policy] default: unknown role {config.policy.default!r} "
+            f"(known: {', '.join(sorted(ROLES))})"
+        )
+    q = config.quotas
+    if q.total_in_flight_items < max_batch:
+        raise ConfigError(
+            f"{source}: [quotas] total_in_flight_items must be ≥ [server] max_batch "
+            f"({max_batch}): a full batch could never be admitted"
+        )
+    _check_limits(q.limits(), f"{source}: [quotas]", max_batch)
+    seen: set[str] = set()
+    for client in config.policy.clients:
+        where = f"{source}: [[policy.clients]] {client.name!r}"
+        if client.name in seen:
+            raise ConfigError(f"{where}: the same name appears twice")
+        if client.name == "other":
+            raise ConfigError(f'{where}: "other" is reserved (the metric label of unnamed clients)')
+        seen.add(client.name)
+        bad_roles = sorted(set(client.roles) - set(ROLES))
+        if bad_roles:
+            raise ConfigError(
+                f"{where}: roles: unknown {bad_roles} (known: {', '.join(sorted(ROLES))})"
+            )
+        _check_limits(client.limits(q), where, max_batch)
+
+
+def _check_limits(limits: ClientLimits, where: str, max_batch: int) -> None:
+    if not (limits.items_per_second > 0 and math.isfinite(limits.items_per_second)):
+        raise ConfigError(f"{where}: items_per_second must be a finite number > 0")
+    if limits.items_per_day < 0:
+        raise ConfigError(f"{where}: items_per_day must be ≥ 0 (0 = unlimited)")
+    for key, value in (
+        ("burst", limits.burst),
+        ("max_in_flight_items", limits.max_in_flight_items),
+        ("items_per_day", limits.items_per_day or max_batch),
+    ):
+        if value < max_batch:
+            raise ConfigError(
+                f"{where}: {key} ({value}) must be ≥ [server] max_batch ({max_batch}): "
+                "a full batch could never be admitted"
+            )
+
+
 def _check(config: Config, source: str) -> None:
     if not 1 <= config.server.max_batch <= 100_000:
         raise ConfigError(f"{source}: [server] max_batch must be 1..100000")
@@ -318,6 +514,7 @@ def _check(config: Config, source: str) -> None:
     bad_algs = set(config.dev.key_algorithms) - {"ES256", "PS256"}
     if bad_algs:
         raise ConfigError(f"{source}: [dev] key_algorithms: unknown {sorted(bad_algs)}")
+    _check_policy(config, source)
     _check_tls(config.tls, source)
 
 

@@ -1,1 +1,1 @@
-"""The front process: owns the gRPC port; TLS and client identity live in ``tls``."""
+"""The front process: owns the gRPC port; TLS, identity, policy, quotas, dispatch to workers."""

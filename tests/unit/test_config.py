@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from signer.config import Config, HsmConfig, config_from_mapping, load_config
+from signer.config import ClientLimits, Config, HsmConfig, config_from_mapping, load_config
 from signer.domain import CertType
 from signer.errors import ConfigError
 
@@ -42,11 +42,80 @@ def test_toml_overrides_and_partial_validity_table(tmp_path: Path) -> None:
         ({"issuer": {"validity_days": {"booster": 10}}}, "unknown type"),
         ({"issuer": {"country": "Vietnam"}}, "alpha-2"),
         ({"dev": {"key_algorithms": ["ES512"]}}, "unknown"),
+        ({"policy": {"default": "admin"}}, r"\[policy\] default: unknown role 'admin'"),
+        ({"policy": {"colour": "red"}}, r"unknown key\(s\) in \[policy\]: colour"),
+        ({"policy": {"clients": {"name": "a"}}}, r"\[\[policy.clients\]\] tables"),
+        ({"policy": {"clients": [{"roles": ["issuer"]}]}}, r"#1: name must be"),
+        ({"policy": {"clients": [{"name": "a", "roles": []}]}}, "'a': roles must be a non-empty"),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["admin"]}]}},
+            r"roles: unknown \['admin'\]",
+        ),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["issuer"], "types": ["booster"]}]}},
+            r"'a': types: unknown \['booster'\]",
+        ),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["issuer"], "types": []}]}},
+            "types must be a non-empty list",
+        ),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["issuer"], "rate": 5}]}},
+            r"#1: unknown key\(s\): rate",
+        ),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["none"]}] * 2}},
+            "'a': the same name appears twice",
+        ),
+        ({"policy": {"clients": [{"name": "other", "roles": ["none"]}]}}, '"other" is reserved'),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["issuer"], "burst": "10"}]}},
+            "'a': burst must be int",
+        ),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["issuer"], "items_per_second": 0}]}},
+            "'a': items_per_second must be a finite number > 0",
+        ),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["issuer"], "burst": 999}]}},
+            r"'a': burst \(999\) must be ≥ \[server\] max_batch \(1000\)",
+        ),
+        (
+            {"policy": {"clients": [{"name": "a", "roles": ["issuer"], "items_per_day": 10}]}},
+            r"'a': items_per_day \(10\) must be ≥ \[server\] max_batch",
+        ),
+        ({"quotas": {"max_in_flight_items": 10}}, r"\[quotas\]: max_in_flight_items \(10\)"),
+        ({"quotas": {"items_per_day": -1}}, r"\[quotas\]: items_per_day must be ≥ 0"),
+        ({"quotas": {"items_per_second": float("inf")}}, "finite number"),
+        ({"quotas": {"total_in_flight_items": 999}}, "total_in_flight_items must be ≥"),
+        ({"quotas": {"burst": 1.5}}, "must be int"),
     ],
 )
 def test_bad_config_is_refused_with_a_reason(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from_mapping(data)
+
+
+def test_policy_clients_parse_with_defaults_from_quotas() -> None:
+    config = config_from_mapping(
+        {
+            "server": {"max_batch": 100},
+            "policy": {
+                "default": "none",
+                "clients": [
+                    {"name": "his", "roles": ["issuer"], "types": ["test", "test"], "burst": 100},
+                    {"name": "reader", "roles": ["reader"]},
+                ],
+            },
+            "quotas": {"items_per_second": 50, "items_per_day": 100},
+        }
+    )
+    his, reader = config.policy.clients
+    assert config.policy.default == "none"
+    assert his.types == (CertType.TEST,) and his.roles == ("issuer",)
+    assert his.limits(config.quotas) == ClientLimits(50.0, 100, 100, 4000)
+    assert reader.types == tuple(CertType)
+    assert reader.limits(config.quotas) == config.quotas.limits()
 
 
 def test_pin_from_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,3 +142,4 @@ def test_shipped_configs_load_and_dev_toml_spells_out_the_defaults() -> None:
     assert load_config(root / "dev.toml") == Config()
     production = load_config(root / "example.toml")
     assert not production.dev.bootstrap and production.hsm.module != "softhsm"
+    assert production.policy.default == "none" and len(production.policy.clients) == 2
