@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from signer.config import load_config
-from signer.errors import ConfigError, SignerError
+from signer.errors import SignerError
 
 if TYPE_CHECKING:
     from signer.client import ClientTls, SignTally
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run the gRPC signing server (one worker process per core)",
+        help="run the appliance: one front process on the port, one signing worker per HSM session",
         description="Run the appliance. Without --config it uses the embedded development "
         "defaults: a SoftHSM token under .dev/ with a dev CSCA and DSC created on first run.",
     )
@@ -57,7 +57,14 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, help="gRPC port (0 = any free port); overrides the config"
     )
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (0 = any free port)")
-    serve.add_argument("--workers", type=int, help="worker processes (0 = one per core)")
+    serve.add_argument(
+        "--sessions", type=int, help="HSM sessions = signing workers (0 = one per usable core)"
+    )
+    serve.add_argument("--tls-cert", help="server certificate chain (PEM); overrides [tls] cert")
+    serve.add_argument("--tls-key", help="server private key (PEM); overrides [tls] key")
+    serve.add_argument(
+        "--client-ca", help="CA of client certificates (mutual TLS); overrides [tls] client_ca"
+    )
     serve.add_argument(
         "--ready-file", type=Path, help="write {port, metrics_port, pids} as JSON here once serving"
     )
@@ -119,13 +126,13 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="measure the raw HSM sign rate and end-to-end HC1 issuance in one run",
         description="Measures (a) raw python-pkcs11 signatures/s on the token with the same "
-        "number of processes as server workers and (b) end-to-end HC1 issuance through gRPC with "
+        "number of processes as HSM sessions and (b) end-to-end HC1 issuance through gRPC with "
         "realistic Vietnamese payloads from a load generator on this machine; prints certs/s, "
         "p50/p99 batch latency, server RSS and the ratio (b)/(a).",
     )
     bench.add_argument("--config", type=Path, help="TOML config (default: embedded dev defaults)")
     bench.add_argument(
-        "--workers", type=int, help="server worker processes (default: one per core)"
+        "--sessions", type=int, help="HSM sessions / signing workers (default: [hsm] sessions)"
     )
     bench.add_argument("--seconds", type=float, default=10.0, help="duration of the raw phase")
     bench.add_argument("--items", type=int, default=200_000, help="items in the end-to-end phase")
@@ -245,26 +252,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from signer.server.supervisor import serve
+    from signer.config import config_checked
+    from signer.front.server import serve
 
     config = load_config(args.config)
-    overrides = {
-        k: v
-        for k, v in (
+    sections = {
+        "server": (
             ("host", args.host),
             ("metrics_host", args.metrics_host),
             ("port", args.port),
             ("metrics_port", args.metrics_port),
-            ("workers", args.workers),
-        )
-        if v is not None
+        ),
+        "hsm": (("sessions", args.sessions),),
+        "tls": (("cert", args.tls_cert), ("key", args.tls_key), ("client_ca", args.client_ca)),
     }
-    if overrides:
-        config = replace(config, server=replace(config.server, **overrides))
-    if config.tls.enabled:
-        # Never serve plaintext while the operator believes TLS is on. The front process
-        # (issue 7) serves [tls] through signer.front.tls.server_credentials.
-        raise ConfigError("[tls] is set, but this server cannot serve TLS yet (issue 7)")
+    for section, pairs in sections.items():
+        overrides = {k: v for k, v in pairs if v is not None}
+        if overrides:
+            config = replace(config, **{section: replace(getattr(config, section), **overrides)})
+    config = config_checked(config, "command line")
     return serve(config, ready_file=args.ready_file, say=lambda line: print(line, flush=True))
 
 

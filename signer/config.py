@@ -28,13 +28,10 @@ class ServerConfig:
     port: int = 50051
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
-    workers: int = 0  # 0 = one per core
     max_batch: int = 1000
     max_payload_bytes: int = 16384
-    stream_window: int = 2  # batches of one stream in flight per worker
-
-    def worker_count(self) -> int:
-        return self.workers if self.workers > 0 else max(1, os.cpu_count() or 1)
+    stream_window: int = 2  # batches of one stream in flight
+    grace_seconds: float = 10.0  # on SIGTERM: time to finish the calls in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +41,10 @@ class HsmConfig:
     pin_env: str = "HCERT_SIGNER_PIN"
     pin_file: str = ""
     key_refresh_seconds: float = 5.0
+    sessions: int = 0  # signing workers, one HSM session each; 0 = the cores this process may use
+
+    def session_count(self) -> int:
+        return self.sessions if self.sessions > 0 else available_cores()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +168,11 @@ class ClientLimits:
 class QuotasConfig:
     """Per-client defaults (for every client without its own values) and appliance-wide limits."""
 
-    items_per_second: float = 5000.0
-    burst: int = 10000
+    items_per_second: float = 50000.0
+    burst: int = 100000
     items_per_day: int = 0
-    max_in_flight_items: int = 4000
-    total_in_flight_items: int = 16000  # the whole appliance, every client together
+    max_in_flight_items: int = 10000
+    total_in_flight_items: int = 20000  # the whole appliance, every client together
 
     def limits(self) -> ClientLimits:
         return ClientLimits(
@@ -289,6 +290,19 @@ class Config:
         if not pin:
             raise ConfigError(f"the PIN file {path} is empty")
         return pin
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 ``cpu.max``
+    quota (a Kubernetes CPU limit), not the host's core count."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -485,9 +499,22 @@ def _check_limits(limits: ClientLimits, where: str, max_batch: int) -> None:
             )
 
 
+def config_checked(config: Config, source: str) -> Config:
+    """``config`` after the same checks a config file gets (for command-line overrides)."""
+    _check(config, source)
+    return config
+
+
 def _check(config: Config, source: str) -> None:
     if not 1 <= config.server.max_batch <= 100_000:
         raise ConfigError(f"{source}: [server] max_batch must be 1..100000")
+    for key in ("port", "metrics_port"):
+        if not 0 <= getattr(config.server, key) <= 65535:
+            raise ConfigError(f"{source}: [server] {key} must be 0..65535 (0 = any free port)")
+    if not 0 <= config.hsm.sessions <= 256:
+        raise ConfigError(f"{source}: [hsm] sessions must be 0..256 (0 = one per usable core)")
+    if config.server.grace_seconds < 0:
+        raise ConfigError(f"{source}: [server] grace_seconds must be ≥ 0")
     if config.server.stream_window < 1:
         raise ConfigError(f"{source}: [server] stream_window must be ≥ 1")
     bad_types = set(config.issuer.validity_days) - {t.value for t in CertType}

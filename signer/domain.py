@@ -97,6 +97,7 @@ class Signed(NamedTuple):
     warnings: tuple[ItemError, ...] = ()
     qr_png: bytes | None = None
     qr_svg: str | None = None
+    uvci: tuple[str, str] | None = None  # (JSON path of ci, UVCI): duplicates across chunks
 
 
 @dataclass(frozen=True, slots=True)

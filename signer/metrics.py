@@ -1,7 +1,8 @@
 """Prometheus metrics, correct across worker processes.
 
-Workers write to prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by
-the supervisor before it starts them); the supervisor serves ``/metrics`` by merging them.
+The front process and the workers write to prometheus_client's multiprocess files
+(``PROMETHEUS_MULTIPROC_DIR``, set by the front before it imports this module or starts a worker);
+the front serves ``/metrics`` by merging them.
 Counters are bumped once per batch, not per item, to keep the hot path free of metric writes.
 """
 
@@ -16,11 +17,24 @@ ITEM_ERRORS = Counter(
     "hcert_item_errors_total", "Item errors (an item may carry several), by code.", ["code"]
 )
 BATCHES = Counter("hcert_batches_total", "Batches processed, by RPC.", ["rpc"])
+_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SECONDS = Histogram(
     "hcert_batch_seconds",
-    "Time to process one batch inside a worker (validation, signing, encoding).",
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    "Time from a request's arrival at the front to its response (queueing included), by RPC.",
+    ["rpc"],
+    buckets=_BUCKETS,
 )
+CHUNK_SECONDS = Histogram(
+    "hcert_chunk_seconds",
+    "Time a worker spends on one chunk of a batch (validation, signing, encoding).",
+    buckets=_BUCKETS,
+)
+REFUSALS = Counter(
+    "hcert_refusals_total",
+    "Calls refused by the front, by reason (permission, quota reasons, draining, no_worker).",
+    ["reason"],
+)
+WORKER_RESTARTS = Counter("hcert_worker_restarts_total", "Signing worker processes restarted.")
 SIGNATURES = Counter("hcert_signatures_total", "Signatures made in the HSM, by kid.", ["kid"])
 HSM_ERRORS = Counter("hcert_hsm_errors_total", "HSM operations that failed.")
 WORKER_READY = Gauge(

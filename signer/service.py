@@ -37,6 +37,7 @@ from signer.domain import (
     SignItem,
 )
 from signer.errors import BackendError, KeyStateError, RequestError
+from signer.front.policy import type_not_allowed
 from signer.hcert import base45, qr
 from signer.hcert.encode import HC1_PREFIX, claims_head
 from signer.hcert.validation import find_duplicate_uvcis, validate_payload
@@ -44,6 +45,8 @@ from signer.hcert.verify import verify_hc1
 from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
 
 log = logging.getLogger(__name__)
+
+ALL_TYPES = frozenset(CertType)
 
 #: Item error codes of the signing service itself; payload validation has its own
 #: (``signer.hcert.validation.ERROR_CODES``), and Reissue reports a string that fails
@@ -90,6 +93,7 @@ class _Signing(NamedTuple):
     exp: int
     compressed: bytes
     warnings: tuple[ItemError, ...]
+    uvci: tuple[str, str] | None
 
 
 class SigningService:
@@ -111,17 +115,24 @@ class SigningService:
         alg: Alg | None,
         rpc: str,
         output: OutputOptions | None = None,
+        types: frozenset[CertType] = ALL_TYPES,
     ) -> list[ItemResult]:
+        """``types``: the certificate types the calling client may sign ([policy]); an item of
+        another type gets ``type_not_allowed`` and the rest of the batch signs."""
         self._check_size(len(items))
         started, now = time.perf_counter(), self._clock()
         moment = dt.datetime.fromtimestamp(now, dt.UTC)
-        prepared = [self._prepare_json(item, moment) for item in items]
+        prepared = [self._prepare_json(item, moment, types) for item in items]
         results = self._sign_prepared(prepared, alg, int(now), output)
         self._count(results, rpc, time.perf_counter() - started)
         return results
 
     def reissue_batch(
-        self, items: Sequence[HcertItem], alg: Alg | None, output: OutputOptions | None = None
+        self,
+        items: Sequence[HcertItem],
+        alg: Alg | None,
+        output: OutputOptions | None = None,
+        types: frozenset[CertType] = ALL_TYPES,
     ) -> list[ItemResult]:
         """Verify each HC1 against our own DSCs (any state, exp ignored), validate, sign anew."""
         self._check_size(len(items))
@@ -135,7 +146,7 @@ class SigningService:
                 error = ItemError(f"hc1_{verdict.reason}", "", verdict.message)
                 prepared.append(ItemResult.failed(item.id, error))
                 continue
-            prepared.append(self._validated(item.id, verdict.decoded.dcc, moment))
+            prepared.append(self._validated(item.id, verdict.decoded.dcc, moment, types))
         results = self._sign_prepared(prepared, alg, int(now), output)
         self._count(results, "Reissue", time.perf_counter() - started)
         return results
@@ -172,7 +183,6 @@ class SigningService:
             raise BackendError(f"the HSM failed while signing: {e}") from e
         signed = sum(1 for r in results if r.signature is not None)
         metrics.SIGNATURES.labels(base64.b64encode(kid).decode()).inc(signed)
-        metrics.BATCHES.labels("SignHash").inc()
         return key.entry.dsc.alg, results
 
     # -- stages --------------------------------------------------------------------------------
@@ -182,7 +192,9 @@ class SigningService:
         if count > limit:
             raise RequestError(f"batch of {count} items is over the limit of {limit}")
 
-    def _prepare_json(self, item: SignItem, now: dt.datetime) -> ItemResult | _Ready:
+    def _prepare_json(
+        self, item: SignItem, now: dt.datetime, types: frozenset[CertType]
+    ) -> ItemResult | _Ready:
         limit = self._config.server.max_payload_bytes
         # UTF-8 takes at most 4 bytes a character: only long strings need encoding to measure.
         if len(item.payload_json) * 4 > limit and len(item.payload_json.encode()) > limit:
@@ -197,12 +209,16 @@ class SigningService:
             payload = orjson.loads(item.payload_json)
         except orjson.JSONDecodeError as e:
             return ItemResult.failed(item.id, ItemError("json", "", f"payload is not JSON: {e}"))
-        return self._validated(item.id, payload, now)
+        return self._validated(item.id, payload, now, types)
 
-    def _validated(self, item_id: str, payload: object, now: dt.datetime) -> ItemResult | _Ready:
+    def _validated(
+        self, item_id: str, payload: object, now: dt.datetime, types: frozenset[CertType]
+    ) -> ItemResult | _Ready:
         checked = validate_payload(payload, policy=self._policy, now=now)
         if checked.payload is None or checked.cert_type is None:
             return ItemResult(item_id, errors=checked.errors)
+        if checked.cert_type not in types:
+            return ItemResult.failed(item_id, type_not_allowed(checked.cert_type))
         return _Ready(item_id, checked.payload, checked.cert_type, checked.uvci, checked.warnings)
 
     def _sign_prepared(
@@ -221,7 +237,7 @@ class SigningService:
                 f'ci "{ready.uvci}" repeats the UVCI of item {prepared[first].id!r} in this batch; '
                 "each certificate needs its own UVCI"
             )
-            path = f"/{GROUP_BY_CERT_TYPE[ready.cert_type]}/0/ci"
+            path = _uvci_path(ready.cert_type)
             prepared[index] = ItemResult.failed(
                 ready.id, ItemError("duplicate_uvci", path, message)
             )
@@ -260,13 +276,13 @@ class SigningService:
             return ItemResult.failed(ready.id, ItemError(choice.code, "", str(choice)))
         key, exp, head = choice
         compressed = key.encoder.sign_compressed(ready.payload, head)
-        return _Signing(ready.id, key, iat, exp, compressed, ready.warnings)
+        uvci = (_uvci_path(ready.cert_type), ready.uvci) if ready.uvci is not None else None
+        return _Signing(ready.id, key, iat, exp, compressed, ready.warnings, uvci)
 
     @staticmethod
     def _count(results: list[ItemResult], rpc: str, seconds: float) -> None:
         rejected = [r for r in results if r.signed is None]
-        metrics.BATCHES.labels(rpc).inc()
-        metrics.BATCH_SECONDS.observe(seconds)
+        metrics.CHUNK_SECONDS.observe(seconds)
         metrics.ITEMS.labels("signed").inc(len(results) - len(rejected))
         if rejected:
             metrics.ITEMS.labels("rejected").inc(len(rejected))
@@ -274,6 +290,10 @@ class SigningService:
                 metrics.ITEM_ERRORS.labels(code).inc(count)
                 if code in _LOGGED_CODES:
                     log.warning("%d item(s) refused by the plausibility policy: %s", count, code)
+
+
+def _uvci_path(cert_type: CertType) -> str:
+    return f"/{GROUP_BY_CERT_TYPE[cert_type]}/0/ci"
 
 
 def _finish(
@@ -294,6 +314,16 @@ def _finish(
             png = qr.render_png(hc1, output.qr_scale)
         if output is not None and output.qr_svg:
             svg = qr.render_svg(hc1, output.qr_scale)
-        signed = Signed(hc1, dsc.kid, dsc.alg, outcome.iat, outcome.exp, outcome.warnings, png, svg)
+        signed = Signed(
+            hc1,
+            dsc.kid,
+            dsc.alg,
+            outcome.iat,
+            outcome.exp,
+            outcome.warnings,
+            png,
+            svg,
+            outcome.uvci,
+        )
         results.append(ItemResult(outcome.id, signed))
     return results

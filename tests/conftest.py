@@ -72,16 +72,20 @@ def start_appliance(
 [server]
 port = 0
 metrics_port = 0
-workers = {workers}
 max_batch = 1000
 
 [hsm]
 pin_env = ""
 key_refresh_seconds = 1.0
+sessions = {workers}
 
 [dev]
 directory = "{directory / "dev"}"
 key_algorithms = [{algorithms}]
+
+[[policy.clients]]
+name = "local"
+roles = ["issuer", "hash-signer"]
 {extra_config}
 """
     )

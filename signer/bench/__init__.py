@@ -1,8 +1,8 @@
 """``signer bench``: the raw HSM sign rate and end-to-end HC1 issuance, in one run, one machine.
 
-(a) raw: N processes (N = server workers), each with its own login, sign SHA-256 digests with the
+(a) raw: N processes (N = HSM sessions), each with its own login, sign SHA-256 digests with the
     same token key the server uses, for ``--seconds``;
-(b) end to end: a real ``signer serve`` with N workers, and a load generator process on the same
+(b) end to end: a real ``signer serve`` with N sessions, and a load generator process on the same
     machine sending pre-built SignBatch requests of realistic Vietnamese payloads.
 Prints certs/s, p50/p99 batch latency, server RSS and the ratio (b)/(a). A benchmark, not a test:
 the figures go into docs/performance.md with the machine they were measured on.

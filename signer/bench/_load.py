@@ -42,7 +42,7 @@ async def _drive(
     options = [
         ("grpc.max_receive_message_length", 64 << 20),
         ("grpc.max_send_message_length", 64 << 20),
-        ("grpc.use_local_subchannel_pool", 1),  # one connection per channel: spread over workers
+        ("grpc.use_local_subchannel_pool", 1),  # one connection per channel
     ]
     channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(concurrency)]
     calls = [ch.unary_unary(_METHOD) for ch in channels]

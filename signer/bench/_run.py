@@ -67,7 +67,7 @@ def _start_server(
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     ready = directory / "ready.json"
     command = [sys.executable, "-m", "signer.cli", "serve", "--port", "0", "--metrics-port", "0"]
-    command += ["--workers", str(workers), "--ready-file", str(ready)]
+    command += ["--sessions", str(workers), "--ready-file", str(ready)]
     if args.config is not None:
         command += ["--config", str(args.config)]
     log = (directory / "serve.log").open("wb")
@@ -98,9 +98,9 @@ def _rss_mib(pids: list[int]) -> list[float]:
 def run_bench(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     prepare_dev_environment(config)
-    workers = args.workers or config.server.worker_count()
+    workers = args.sessions or config.hsm.session_count()
     alg = Alg(args.alg)
-    figures: dict[str, Any] = {"machine": machine(), "alg": alg.value, "workers": workers}
+    figures: dict[str, Any] = {"machine": machine(), "alg": alg.value, "sessions": workers}
 
     _say(
         f"(a) raw python-pkcs11 {alg.value} signing, {workers} process(es), {args.seconds:.0f} s …"
@@ -117,6 +117,7 @@ def run_bench(args: argparse.Namespace) -> int:
     blobs = build_requests(args.batch, _ALG_PB[alg])
     with tempfile.TemporaryDirectory(prefix="hcert-bench-") as tmp:
         server, info = _start_server(args, workers, Path(tmp))
+        info["pids"] = [server.pid, *info["pids"]]  # the front counts too
         try:
             address = f"127.0.0.1:{info['port']}"
             ctx = multiprocessing.get_context("spawn")
@@ -206,7 +207,7 @@ def _report(f: dict[str, Any]) -> str:
     stream_lines = (
         [
             f"(c) one SignStream of {stream['items']:,} items: {stream['certs_per_s']:,} certs/s, "
-            f"server RSS (all workers) first {stream['rss_mib_first']} MiB, "
+            f"server RSS (front + workers) first {stream['rss_mib_first']} MiB, "
             f"max {stream['rss_mib_max']} MiB, last {stream['rss_mib_last']} MiB",
         ]
         if stream
@@ -217,15 +218,15 @@ def _report(f: dict[str, Any]) -> str:
             f"machine: {m['cpus']} CPU ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}",
             f"         Python {m['python']}, {m['softhsm'] and 'SoftHSM ' + m['softhsm']}, "
             f"python-pkcs11 {m['python-pkcs11']}, grpcio {m['grpcio']}, cbor2 {m['cbor2']}",
-            f"alg {f['alg']}, {f['workers']} worker process(es), batch {f['batch']}, "
+            f"alg {f['alg']}, {f['sessions']} HSM session(s) + the front, batch {f['batch']}, "
             f"{f['concurrency']} requests in flight",
             f"(a) raw HSM signing:      {f['raw_sig_per_s']:>9,} sig/s",
             f"(b) end-to-end HC1 (gRPC): {f['e2e_certs_per_s']:>8,} certs/s "
             f"({f['e2e_items']:,} items, {f['e2e_rejected']} rejected)",
             f"    batch latency p50 {f['p50_batch_ms']} ms, p99 {f['p99_batch_ms']} ms",
-            f"    server RSS per worker (MiB): before {f['server_rss_mib_before']}, "
+            f"    server RSS per process (MiB, front first): before {f['server_rss_mib_before']}, "
             f"after {f['server_rss_mib_after']}",
-            f"    CPU per item: server {f['server_cpu_us_per_item']} µs (all workers), "
+            f"    CPU per item: server {f['server_cpu_us_per_item']} µs (front + workers), "
             f"load generator {f['client_cpu_us_per_item']} µs",
             f"ratio (b)/(a): {f['ratio']:.2f}",
             *stream_lines,

@@ -120,7 +120,7 @@ def test_help_of_every_command(tmp_path: Path) -> None:
         assert command in top.stdout
 
     options = {
-        "serve": ("--config", "--port", "--workers", "--ready-file"),
+        "serve": ("--config", "--port", "--sessions", "--tls-cert", "--client-ca", "--ready-file"),
         "sign": ("--server", "--out", "--batch", "--alg", "--quiet"),
         "trust-list": ("--server", "--out"),
         "bench": ("--items", "--batch", "--concurrency", "--alg"),

@@ -108,7 +108,7 @@ def test_no_active_key_means_not_serving_and_no_key_rejections(tmp_path: Path) -
                 assert [e.code for e in result.rejected.errors] == ["no_key"]
                 assert result.rejected.errors[0].message
 
-        assert process.poll() is None, "the supervisor exited"
+        assert process.poll() is None, "the front exited"
         assert all(alive(pid) for pid in appliance.pids)
         assert (
             sample(scrape(appliance.metrics_port), "hcert_item_errors_total", code="no_key") >= 12
@@ -118,12 +118,12 @@ def test_no_active_key_means_not_serving_and_no_key_rejections(tmp_path: Path) -
 
 
 def _worker_children(supervisor: int) -> set[int]:
-    """Spawned worker processes of the supervisor (not the multiprocessing resource tracker)."""
+    """Signing worker processes of the front (not the dev-setup child)."""
     found = set()
     for child in psutil.Process(supervisor).children():
         try:
             cmdline = " ".join(child.cmdline())
-            if "spawn_main" in cmdline and child.status() != psutil.STATUS_ZOMBIE:
+            if "signer.workers" in cmdline and child.status() != psutil.STATUS_ZOMBIE:
                 found.add(child.pid)
         except psutil.NoSuchProcess:
             continue
@@ -144,7 +144,7 @@ def test_killed_worker_is_replaced_and_signing_goes_on(tmp_path: Path) -> None:
             new = workers - set(appliance.pids)
             return new.pop() if len(workers) == 2 and victim not in workers and new else None
 
-        new_pid = wait_until(replacement, 60, "the supervisor to start a new worker")
+        new_pid = wait_until(replacement, 60, "the front to start a new worker")
         assert alive(survivor)
 
         def ready() -> bool | None:
@@ -153,7 +153,7 @@ def test_killed_worker_is_replaced_and_signing_goes_on(tmp_path: Path) -> None:
 
         wait_until(ready, 60, f"worker {new_pid} to report ready")
 
-        # New connections spread over both workers (SO_REUSEPORT); every one must sign.
+        # Every call is spread over both workers by the front; every one must sign.
         trust = trust_store(appliance.dsc_by_kid().values())
         for _ in range(8):
             result = sign_one(appliance.address, payload)
@@ -163,6 +163,7 @@ def test_killed_worker_is_replaced_and_signing_goes_on(tmp_path: Path) -> None:
         assert _worker_children(process.pid) == {survivor, new_pid}
         log = (tmp_path / "serve.log").read_text()
         assert f"pid {victim}" in log and "restarting it" in log
+        assert sample(scrape(appliance.metrics_port), "hcert_worker_restarts_total") >= 1
     finally:
         stop_appliance(process)
 

@@ -21,10 +21,10 @@ def test_embedded_defaults_are_the_dev_appliance() -> None:
 def test_toml_overrides_and_partial_validity_table(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
-        "[server]\nworkers = 3\n[issuer.validity_days]\ntest = 3\n[dev]\nbootstrap = false\n"
+        "[hsm]\nsessions = 3\n[issuer.validity_days]\ntest = 3\n[dev]\nbootstrap = false\n"
     )
     config = load_config(path)
-    assert config.server.worker_count() == 3
+    assert config.hsm.session_count() == 3
     assert config.issuer.validity_seconds(CertType.TEST) == 3 * 86400
     assert config.issuer.validity_seconds(CertType.VACCINATION) == 365 * 86400
     assert not config.dev.bootstrap
@@ -37,7 +37,7 @@ def test_toml_overrides_and_partial_validity_table(tmp_path: Path) -> None:
         ({"hsm": {"user_pin": "1234"}}, "PINs never go in the config file"),
         ({"server": {"prot": 1}}, "unknown key"),
         ({"nonsense": {}}, "unknown section"),
-        ({"server": {"workers": "two"}}, "must be int"),
+        ({"hsm": {"sessions": "two"}}, "must be int"),
         ({"server": {"max_batch": 0}}, "max_batch"),
         ({"issuer": {"validity_days": {"booster": 10}}}, "unknown type"),
         ({"issuer": {"country": "Vietnam"}}, "alpha-2"),
@@ -113,7 +113,7 @@ def test_policy_clients_parse_with_defaults_from_quotas() -> None:
     his, reader = config.policy.clients
     assert config.policy.default == "none"
     assert his.types == (CertType.TEST,) and his.roles == ("issuer",)
-    assert his.limits(config.quotas) == ClientLimits(50.0, 100, 100, 4000)
+    assert his.limits(config.quotas) == ClientLimits(50.0, 100, 100, 10000)
     assert reader.types == tuple(CertType)
     assert reader.limits(config.quotas) == config.quotas.limits()
 

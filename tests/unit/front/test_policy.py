@@ -60,7 +60,7 @@ def test_client_types_and_limits_override_the_defaults() -> None:
     assert grant.may_sign(CertType.TEST) and not grant.may_sign(CertType.RECOVERY)
     assert grant.limits.items_per_second == 2000.0 and grant.limits.burst == 5000
     assert grant.limits.items_per_day == 2_000_000
-    assert grant.limits.max_in_flight_items == 4000  # from [quotas]
+    assert grant.limits.max_in_flight_items == 10000  # from [quotas]
 
 
 @pytest.mark.parametrize(("default", "signs"), [("issuer", True), ("reader", False)])
@@ -70,7 +70,7 @@ def test_a_client_the_policy_does_not_name_gets_the_default(default: str, signs:
     assert not grant.known and grant.identity == "stranger"
     assert grant.allows("SignBatch") is signs and grant.allows("Verify")
     assert grant.types == set(CertType)
-    assert grant.limits.burst == 10000  # [quotas] defaults
+    assert grant.limits.burst == 100000  # [quotas] defaults
     assert not policy.grant("known").allows("Verify")  # a named client never gets the default
     assert policy.grant("Known").known is False  # names match exactly
 

@@ -340,9 +340,13 @@ def test_dev_tls_keeps_its_ca_makes_expired_clients_and_other_cas(tmp_path: Path
         write_dev_tls(tmp_path / "c", [], days=0)
 
 
-def test_serve_refuses_tls_it_cannot_serve_yet(tmp_path: Path) -> None:
-    """Until the front process serves [tls], a config asking for it must not run in plaintext."""
+def test_serve_refuses_plaintext_off_loopback(tmp_path: Path) -> None:
+    """Off loopback, signer serve starts only with mutual TLS: refused before anything runs."""
     config = tmp_path / "signer.toml"
-    config.write_text('[tls]\ncert = "s.pem"\nkey = "s.key"\n')
-    code, _, err = _run(["serve", "--config", str(config)])
-    assert code == 2 and "[tls] is set, but this server cannot serve TLS yet" in err
+    config.write_text(f'[dev]\ndirectory = "{tmp_path / "dev"}"\n')
+    code, _, err = _run(["serve", "--config", str(config), "--host", "0.0.0.0", "--port", "0"])
+    assert code == 2 and "plaintext only on loopback" in err, err
+    assert not (tmp_path / "dev").exists()
+    with_tls = ["--tls-cert", "s.pem", "--tls-key", "s.key"]
+    code, _, err = _run(["serve", "--config", str(config), "--host", "0.0.0.0", *with_tls])
+    assert code == 2 and "client_ca" in err, err

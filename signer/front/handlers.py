@@ -1,0 +1,306 @@
+"""The front's RPC handlers: identity → policy → admission → split into chunks → workers → join.
+
+Requests arrive as raw bytes and are parsed only after the client's permission is checked, so a
+forbidden call costs no parsing (issue 7 §3). Responses leave as bytes: a chunk's serialised
+``results`` are concatenated in request order (protobuf concatenation of repeated fields), so the
+front never rebuilds a response item by item. Every error path ends in one status code:
+PERMISSION_DENIED, INVALID_ARGUMENT, RESOURCE_EXHAUSTED (with RetryInfo), FAILED_PRECONDITION,
+UNAVAILABLE (retryable), DEADLINE_EXCEEDED, or INTERNAL with a fixed message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
+
+from signer import metrics
+from signer.api.v1 import signer_pb2 as pb
+from signer.config import Config
+from signer.front.policy import Grant, Policy
+from signer.front.pool import Chunk, ChunkError, WorkerPool
+from signer.front.quotas import Admission, Refusal, retry_info_trailer
+from signer.front.tls import LOCAL_IDENTITY, client_identity
+
+log = logging.getLogger(__name__)
+
+SERVICE = "hcert.signer.v1.Signer"
+INTERNAL_MESSAGE = "internal error; the appliance logged the details"
+MIN_CHUNK, MAX_CHUNK = 4, 128
+
+_REQUESTS: dict[str, type[ProtoMessage]] = {
+    "SignBatch": pb.SignBatchRequest,
+    "SignStream": pb.SignBatchRequest,
+    "Reissue": pb.ReissueRequest,
+    "Verify": pb.VerifyRequest,
+    "SignHash": pb.SignHashRequest,
+}
+_CODES = {
+    "request": grpc.StatusCode.INVALID_ARGUMENT,
+    "key_state": grpc.StatusCode.FAILED_PRECONDITION,
+    "backend": grpc.StatusCode.UNAVAILABLE,
+    "gone": grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+class _Abort(Exception):  # noqa: N818 - control flow: the status an RPC ends with
+    def __init__(
+        self, code: grpc.StatusCode, message: str, trailer: tuple[tuple[str, bytes], ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.trailer = trailer
+
+
+class Front:
+    """The handlers of ``hcert.signer.v1.Signer``; one instance per front process."""
+
+    def __init__(self, config: Config, pool: WorkerPool) -> None:
+        self._config = config
+        self._pool = pool
+        self._policy = Policy.from_config(config)
+        self._admission = Admission.from_config(config)
+        self._tls = config.tls.enabled
+        self._identity_mode = config.tls.identity
+        self._max_batch = config.server.max_batch
+        self._window = config.server.stream_window
+        self.draining = asyncio.Event()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        def raw(request: bytes) -> bytes:
+            return request
+
+        unary = {
+            name: grpc.unary_unary_rpc_method_handler(
+                self._unary(name), request_deserializer=raw, response_serializer=raw
+            )
+            for name in ("SignBatch", "Reissue", "Verify", "SignHash", "GetTrustList")
+        }
+        stream = grpc.stream_stream_rpc_method_handler(
+            self._sign_stream, request_deserializer=raw, response_serializer=raw
+        )
+        return grpc.method_handlers_generic_handler(SERVICE, {**unary, "SignStream": stream})
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def _unary(self, rpc: str) -> Callable[[bytes, grpc.aio.ServicerContext], Any]:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            started = time.perf_counter()
+            try:
+                grant = self._admit_call(rpc, context)
+                if rpc == "GetTrustList":
+                    return self._trust_list()
+                return await self._batch(rpc, raw, grant, context)
+            except _Abort as e:
+                await _end(context, e)
+                raise AssertionError("unreachable") from None  # context.abort raised
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", rpc)
+                await _end(context, _Abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE))
+                raise AssertionError("unreachable") from None
+            finally:
+                metrics.BATCHES.labels(rpc).inc()
+                metrics.BATCH_SECONDS.labels(rpc).observe(time.perf_counter() - started)
+
+        return handle
+
+    async def _sign_stream(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """At most ``stream_window`` batches of a stream in flight; the next request is read only
+        when one is done, so memory stays flat however long the stream. On drain the stream stops
+        reading, answers what it took, and ends with UNAVAILABLE saying how far it got."""
+        pending: list[asyncio.Future[bytes]] = []
+        answered = 0
+        try:
+            grant = self._admit_call("SignStream", context)
+            iterator = aiter(requests)
+            drained = asyncio.ensure_future(self.draining.wait())
+            try:
+                while True:
+                    following = asyncio.ensure_future(anext(iterator))
+                    await asyncio.wait({following, drained}, return_when=asyncio.FIRST_COMPLETED)
+                    if not following.done():
+                        following.cancel()
+                        break
+                    try:
+                        raw = following.result()
+                    except StopAsyncIteration:
+                        break
+                    pending.append(
+                        asyncio.ensure_future(self._batch("SignStream", raw, grant, context))
+                    )
+                    if len(pending) >= self._window:
+                        yield await pending.pop(0)
+                        answered += 1
+                while pending:
+                    yield await pending.pop(0)
+                    answered += 1
+            finally:
+                drained.cancel()
+            if self.draining.is_set():
+                raise _Abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the appliance is shutting down; {answered} batch(es) of this stream were "
+                    "answered: send the rest again",
+                )
+        except _Abort as e:
+            await _end(context, e)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("unexpected error in SignStream")
+            await _end(context, _Abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE))
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _admit_call(self, rpc: str, context: grpc.aio.ServicerContext) -> Grant:
+        """Who is calling, and may they call this at all (before any parsing)."""
+        grant = self._policy.grant(self._identity(context))
+        if not grant.allows(rpc):
+            metrics.REFUSALS.labels("permission").inc()
+            raise _Abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"client {grant.identity!r} may not call {rpc} ([policy])",
+            )
+        if self.draining.is_set():
+            metrics.REFUSALS.labels("draining").inc()
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, "the appliance is shutting down")
+        return grant
+
+    def _identity(self, context: grpc.aio.ServicerContext) -> str:
+        if not self._tls:
+            return LOCAL_IDENTITY  # plaintext is allowed only on loopback (check_listen_security)
+        name = client_identity(context.auth_context(), self._identity_mode)
+        return name if name is not None else LOCAL_IDENTITY
+
+    def _trust_list(self) -> bytes:
+        if self._pool.trust_list is None:
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, "no signing worker has read the keys yet")
+        return self._pool.trust_list
+
+    async def _batch(
+        self, rpc: str, raw: bytes, grant: Grant, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        request: Any = _REQUESTS[rpc]()
+        try:
+            request.ParseFromString(raw)
+        except DecodeError:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {rpc} request") from None
+        count = len(request.items)
+        if count > self._max_batch:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"batch of {count} items is over the limit of {self._max_batch}",
+            )
+        if not self._pool.accepting:
+            metrics.REFUSALS.labels("no_worker").inc()
+            raise _Abort(
+                grpc.StatusCode.UNAVAILABLE, "no signing worker is logged in to the HSM; retry"
+            )
+        admitted = self._admission.admit(grant, count, time.time())
+        if isinstance(admitted, Refusal):
+            metrics.REFUSALS.labels(admitted.reason).inc()
+            raise _Abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                admitted.message,
+                retry_info_trailer(admitted),
+            )
+        try:
+            return await self._dispatch(rpc, raw, request, grant, context)
+        finally:
+            admitted.release()
+
+    async def _dispatch(
+        self,
+        rpc: str,
+        raw: bytes,
+        request: Any,
+        grant: Grant,
+        context: grpc.aio.ServicerContext,
+    ) -> bytes:
+        loop = asyncio.get_running_loop()
+        remaining = context.time_remaining()
+        deadline = loop.time() + remaining if remaining is not None else None
+        bodies = _split(request, raw, self._pool.size)
+        chunks = [
+            Chunk(rpc, body, grant.types, grant.identity, deadline, loop.create_future())
+            for body in bodies
+        ]
+        for chunk in chunks:
+            self._pool.submit(chunk)
+        try:
+            results = await asyncio.gather(*(c.future for c in chunks))
+        except ChunkError as e:
+            if e.kind == "internal":
+                raise _Abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE) from None
+            raise _Abort(_CODES.get(e.kind, grpc.StatusCode.UNAVAILABLE), str(e)) from None
+        finally:
+            for chunk in chunks:
+                chunk.future.cancel()  # a chunk still queued is never sent
+        responses = [response for response, _ in results]
+        if rpc in ("SignBatch", "SignStream", "Reissue") and len(results) > 1:
+            _refuse_repeated_uvcis(responses, [uvcis for _, uvcis in results], bodies, rpc)
+        return b"".join(responses)
+
+
+def _split(request: Any, raw: bytes, sessions: int) -> list[bytes]:
+    """The request as chunk bodies: the raw bytes when one chunk will do, else one message per
+    slice of items with the request's other fields (alg, output, at, kid) copied."""
+    count = len(request.items)
+    size = min(MAX_CHUNK, max(MIN_CHUNK, -(-count // max(1, sessions))))
+    if count <= size:
+        return [raw]
+    rest = type(request)()
+    rest.CopyFrom(request)
+    del rest.items[:]
+    tail = rest.SerializeToString()
+    bodies = []
+    for start in range(0, count, size):
+        part = type(request)()
+        part.items.extend(request.items[start : start + size])
+        bodies.append(part.SerializeToString() + tail)
+    return bodies
+
+
+def _refuse_repeated_uvcis(
+    responses: list[bytes], uvcis: list[list[tuple[int, str, str]]], bodies: list[bytes], rpc: str
+) -> None:
+    """A UVCI signed in two chunks of one batch: the later item is refused as ``duplicate_uvci``
+    (its signature never leaves the appliance), exactly as when both sit in one chunk."""
+    first: dict[str, tuple[int, int]] = {}
+    repeated: dict[int, list[tuple[int, str, str, tuple[int, int]]]] = {}
+    for chunk, entries in enumerate(uvcis):
+        for item, path, uvci in entries:
+            earlier = first.setdefault(uvci, (chunk, item))
+            if earlier != (chunk, item):
+                repeated.setdefault(chunk, []).append((item, path, uvci, earlier))
+    for chunk, items in repeated.items():
+        response = pb.SignBatchResponse.FromString(responses[chunk])
+        for item, path, uvci, (earlier_chunk, earlier_item) in items:
+            request: Any = _REQUESTS[rpc].FromString(bodies[earlier_chunk])
+            earlier_id = request.items[earlier_item].id
+            result = response.results[item]
+            result.ClearField("signed")
+            result.rejected.errors.add(
+                code="duplicate_uvci",
+                path=path,
+                message=f'ci "{uvci}" repeats the UVCI of item {earlier_id!r} in this batch; '
+                "each certificate needs its own UVCI",
+            )
+        responses[chunk] = response.SerializeToString()
+
+
+async def _end(context: grpc.aio.ServicerContext, error: _Abort) -> None:
+    if error.code is grpc.StatusCode.INTERNAL:
+        log.error("RPC ended with INTERNAL")
+    await context.abort(error.code, str(error), trailing_metadata=error.trailer)

@@ -1,0 +1,191 @@
+"""``signer serve``: the front process. It owns the gRPC port alone, terminates TLS, serves health,
+reflection and metrics for the whole appliance, and runs the signing workers.
+
+The front never loads PKCS#11 (the dev bootstrap runs in a short-lived child, the workers are
+separate processes). The port is bound without SO_REUSEPORT before any worker starts, so a second
+instance on the same address fails at once with a message instead of sharing the traffic.
+On SIGTERM (or Ctrl-C) it drains: health turns NOT_SERVING, new calls and stream messages are
+refused, calls in flight get ``[server] grace_seconds`` to finish, then the workers stop and the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from signer.config import Config
+from signer.devsetup import prepare_dev_environment
+from signer.errors import BackendError
+from signer.front.tls import check_listen_security
+from signer.token import resolve_module
+
+START_TIMEOUT = 120.0
+
+
+def serve(
+    config: Config, ready_file: Path | None = None, say: Callable[[str], None] = print
+) -> int:
+    check_listen_security(config.server.host, config.tls)
+    prepare_dev_environment(config)
+    resolve_module(config)  # fail fast on a missing module …
+    config.read_pin()  # … or a missing PIN, before starting anything
+    metrics_dir = tempfile.mkdtemp(prefix="hcert-signer-metrics-")
+    # Read by prometheus_client when it is first imported, here and in every worker.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return asyncio.run(_serve(config, ready_file, say, metrics_dir))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+async def _serve(
+    config: Config, ready_file: Path | None, say: Callable[[str], None], metrics_dir: str
+) -> int:
+    from grpc_health.v1 import health, health_pb2
+
+    from signer.front.handlers import SERVICE, Front
+    from signer.front.pool import WorkerPool
+
+    health_servicer = health.aio.HealthServicer()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    updates: set[asyncio.Task[None]] = set()
+
+    def publish_health() -> None:
+        """One answer for the whole appliance: SERVING while a worker can sign and the front is
+        not draining."""
+        ready = pool.serving and not front.draining.is_set()
+        for name in ("", SERVICE):
+            task = asyncio.ensure_future(
+                health_servicer.set(name, serving if ready else not_serving)
+            )
+            updates.add(task)
+            task.add_done_callback(updates.discard)
+
+    pool = WorkerPool(config, publish_health)
+    front = Front(config, pool)
+    for name in ("", SERVICE):
+        await health_servicer.set(name, not_serving)
+    server, port = _listen(config, front.handler(), health_servicer)
+    await server.start()
+    metrics_port = _start_metrics(config, metrics_dir)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        say(f"starting {pool.size} signing worker(s) (HSM sessions) …")
+        await pool.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not pool.started() and time.monotonic() < deadline and not stop.is_set():
+            await asyncio.sleep(0.05)
+        if ready_file is not None:
+            info = {
+                "host": config.server.host,
+                "port": port,
+                "metrics_port": metrics_port,
+                "pids": pool.pids,
+            }
+            tmp = ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info))
+            tmp.replace(ready_file)
+        say(_banner(config, port, metrics_port))
+        if not pool.serving:
+            say("no signing worker is serving yet (see the log above): health is NOT_SERVING")
+        await stop.wait()
+        say(f"draining: finishing calls in flight (up to {config.server.grace_seconds:g} s) …")
+        front.draining.set()
+        publish_health()
+        await server.stop(config.server.grace_seconds)
+    finally:
+        await pool.stop()
+    say("stopped")
+    return 0
+
+
+def _listen(config: Config, handler: Any, health_servicer: Any) -> tuple[Any, int]:
+    """The gRPC server, bound to its address alone (no SO_REUSEPORT)."""
+    import grpc
+    from grpc_health.v1 import health, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    from signer.front.handlers import SERVICE
+    from signer.front.tls import server_credentials
+
+    # A full batch of maximal payloads must fit in one message (plus ids and framing).
+    limit = max(4 << 20, config.server.max_batch * (config.server.max_payload_bytes + 1024))
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ],
+    )
+    server.add_generic_rpc_handlers((handler,))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"{config.server.host}:{config.server.port}"
+    cause: Exception | None = None
+    try:
+        if config.tls.enabled:
+            port = server.add_secure_port(address, server_credentials(config.tls))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as e:
+        port, cause = 0, e
+    if not port:
+        raise BackendError(
+            f"cannot listen on {address}: the address is in use (is another signer serve "
+            "running there?) or not local to this machine"
+        ) from cause
+    return server, port
+
+
+def _start_metrics(config: Config, metrics_dir: str) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+    try:
+        httpd, _thread = start_http_server(
+            config.server.metrics_port, addr=config.server.metrics_host, registry=registry
+        )
+    except OSError as e:
+        raise BackendError(
+            f"cannot serve metrics on {config.server.metrics_host}:{config.server.metrics_port}: "
+            f"{e.strerror}"
+        ) from e
+    return int(httpd.server_port)
+
+
+def _banner(config: Config, port: int, metrics_port: int) -> str:
+    host = config.server.host
+    scheme = "mutual TLS" if config.tls.mutual else "TLS" if config.tls.enabled else "plaintext"
+    lines = [
+        f"hcert-signer is serving gRPC on {host}:{port} ({scheme}; hcert.signer.v1.Signer, "
+        "health, reflection)",
+        f"metrics: http://{config.server.metrics_host}:{metrics_port}/metrics",
+    ]
+    if config.dev.bootstrap:
+        lines += [
+            "DEVELOPMENT MODE: SoftHSM token and dev CSCA under "
+            f"{config.dev_dir} — NOT FOR PRODUCTION",
+            "sign a sample:   .venv/bin/signer sign tests/vectors/sample.jsonl "
+            f"--server {host}:{port}",
+            f"trust list:     .venv/bin/signer trust-list --server {host}:{port} --out trust/",
+        ]
+    lines.append("stop with Ctrl-C")
+    return "\n".join(lines)

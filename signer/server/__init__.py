@@ -1,1 +1,0 @@
-"""The gRPC side: servicer, error interceptor, worker processes and their supervisor."""
