@@ -13,12 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
 import psutil
 import pytest
+from cryptography import x509
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -74,7 +75,7 @@ def _signer(appliance: Appliance, tls: DevTls, client: str | None) -> pb_grpc.Si
     return pb_grpc.SignerStub(tls_channel(appliance.address, tls.client_tls(client)))
 
 
-def _batch(prefix: str, payloads: list[object]) -> pb.SignBatchRequest:
+def _batch(prefix: str, payloads: Sequence[object]) -> pb.SignBatchRequest:
     return pb.SignBatchRequest(
         items=[
             pb.SignItem(id=f"{prefix}{i}", payload_json=to_json(p)) for i, p in enumerate(payloads)
@@ -92,8 +93,6 @@ def test_issuer_signs_over_mutual_tls_and_may_sign_only_its_types(
     assert [r.id for r in response.results] == ["a0", "a1", "a2"]
     for result in response.results[:2]:
         assert result.HasField("signed"), result.rejected
-        from cryptography import x509
-
         dsc = x509.load_der_x509_certificate(trust[result.signed.kid].certificate_der)
         assert hc1_verifies(result.signed.hc1, dsc)
     refused = response.results[2]
@@ -151,7 +150,7 @@ def test_quota_refusal_carries_retry_info(mtls: Appliance, dev_tls: DevTls) -> N
             break
     assert refusal is not None, "three full batches at once were all admitted"
     assert refusal.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-    status = rpc_status.from_call(refusal)  # type: ignore[arg-type]
+    status = rpc_status.from_call(refusal)
     assert status is not None
     retry = error_details_pb2.RetryInfo()
     assert any(d.Unpack(retry) for d in status.details)
