@@ -130,6 +130,7 @@ def run_bench(args: argparse.Namespace) -> int:
             warm.join()
             rss_before = _rss_mib(info["pids"])
             cpu_before = _cpu_seconds(info["pids"])
+            front_before = _cpu_seconds(info["pids"][:1])
             load = ctx.Process(
                 target=run_load, args=(address, blobs, requests, args.concurrency, out)
             )
@@ -138,6 +139,7 @@ def run_bench(args: argparse.Namespace) -> int:
             load.join()
             rss_after = _rss_mib(info["pids"])
             server_cpu = _cpu_seconds(info["pids"]) - cpu_before
+            front_cpu = _cpu_seconds(info["pids"][:1]) - front_before
             stream = _long_stream(ctx, address, blobs, args, info["pids"])
         finally:
             server.send_signal(signal.SIGTERM)
@@ -156,6 +158,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "server_rss_mib_after": rss_after,
             "ratio": round(certs / raw, 3),
             "server_cpu_us_per_item": round(server_cpu / max(1, result["signed"]) * 1e6, 1),
+            "front_cpu_us_per_item": round(front_cpu / max(1, result["signed"]) * 1e6, 1),
             "client_cpu_us_per_item": round(
                 result["client_cpu_seconds"] / max(1, result["signed"]) * 1e6, 1
             ),
@@ -226,7 +229,8 @@ def _report(f: dict[str, Any]) -> str:
             f"    batch latency p50 {f['p50_batch_ms']} ms, p99 {f['p99_batch_ms']} ms",
             f"    server RSS per process (MiB, front first): before {f['server_rss_mib_before']}, "
             f"after {f['server_rss_mib_after']}",
-            f"    CPU per item: server {f['server_cpu_us_per_item']} µs (front + workers), "
+            f"    CPU per item: server {f['server_cpu_us_per_item']} µs (front + workers; front "
+            f"{f['front_cpu_us_per_item']} µs), "
             f"load generator {f['client_cpu_us_per_item']} µs",
             f"ratio (b)/(a): {f['ratio']:.2f}",
             *stream_lines,
