@@ -147,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="then send this many items through one SignStream, sampling server RSS (0 = skip)",
     )
+    bench.add_argument(
+        "--unary-calls",
+        type=int,
+        default=0,
+        help="then measure server CPU per one-item SignBatch against a bare grpc.aio call "
+        "(this many calls each; 0 = skip)",
+    )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
     from signer.keys.cli_parser import add_devca_parser, add_keys_parser

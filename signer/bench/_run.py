@@ -141,6 +141,7 @@ def run_bench(args: argparse.Namespace) -> int:
             server_cpu = _cpu_seconds(info["pids"]) - cpu_before
             front_cpu = _cpu_seconds(info["pids"][:1]) - front_before
             stream = _long_stream(ctx, address, blobs, args, info["pids"])
+            unary = _one_item_calls(ctx, address, info["pids"], alg, args.unary_calls)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
@@ -166,6 +167,8 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     if stream is not None:
         figures["stream"] = stream
+    if unary is not None:
+        figures["one_item"] = unary
     print(_report(figures))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -204,9 +207,59 @@ def _long_stream(
     }
 
 
+def _one_item_calls(
+    ctx: Any, address: str, pids: list[int], alg: Alg, calls: int
+) -> dict[str, Any] | None:
+    """Phase (d), optional: server CPU per one-item SignBatch against a bare grpc.aio call with
+    one executor hop (a separate server process on this machine), 8 calls in flight each."""
+    if calls <= 0:
+        return None
+    from signer.bench._unary import _BARE_METHOD, run_bare_server, run_unary_load
+
+    _say(f"(d) {calls:,} one-item SignBatch calls, then as many bare grpc.aio calls …")
+    blob = build_requests(1, _ALG_PB[alg])[0]
+    out = ctx.Queue()
+    before = _cpu_seconds(pids)
+    load = ctx.Process(
+        target=run_unary_load, args=(address, "/hcert.signer.v1.Signer/SignBatch", blob, calls, out)
+    )
+    load.start()
+    out.get(timeout=600)
+    load.join()
+    appliance = (_cpu_seconds(pids) - before) / calls * 1e6
+    bare = ctx.Process(target=run_bare_server, args=(out,), daemon=True)
+    bare.start()
+    port = out.get(timeout=60)
+    before = _cpu_seconds([bare.pid])
+    load = ctx.Process(
+        target=run_unary_load, args=(f"127.0.0.1:{port}", _BARE_METHOD, blob, calls, out)
+    )
+    load.start()
+    out.get(timeout=600)
+    load.join()
+    baseline = (_cpu_seconds([bare.pid]) - before) / calls * 1e6
+    bare.kill()
+    return {
+        "calls": calls,
+        "appliance_us_per_call": round(appliance, 1),
+        "bare_us_per_call": round(baseline, 1),
+        "ratio": round(appliance / baseline, 2),
+    }
+
+
 def _report(f: dict[str, Any]) -> str:
     m = f["machine"]
     stream = f.get("stream")
+    one = f.get("one_item")
+    one_lines = (
+        [
+            f"(d) one-item SignBatch: {one['appliance_us_per_call']} µs server CPU per call "
+            f"(front + workers) against {one['bare_us_per_call']} µs for a bare grpc.aio call "
+            f"with one executor hop: {one['ratio']:.2f}×",
+        ]
+        if one
+        else []
+    )
     stream_lines = (
         [
             f"(c) one SignStream of {stream['items']:,} items: {stream['certs_per_s']:,} certs/s, "
@@ -234,5 +287,6 @@ def _report(f: dict[str, Any]) -> str:
             f"load generator {f['client_cpu_us_per_item']} µs",
             f"ratio (b)/(a): {f['ratio']:.2f}",
             *stream_lines,
+            *one_lines,
         ]
     )
