@@ -363,7 +363,7 @@ def test_exp_after_dsc_and_foreign_iss_are_warnings(es256: Issuer) -> None:
     ("dcc", "reason"),
     [
         (b"\x01garbage", "hcert_structure"),  # vector CBO1: the -260/1 value is no map
-        ({**DCC, 7: "non-text key"}, "hcert_structure"),
+        ({**DCC, "dob": {7: "non-text key"}}, "hcert_structure"),
         ({**DCC, "v": [{"dn": 2**64}]}, "hcert_structure"),
         ({**DCC, "t": [{}]}, "hcert_structure"),
     ],
