@@ -121,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
         help="judge validity at this ISO 8601 instant (default: now), e.g. 2027-06-01T00:00Z",
     )
     verify.add_argument("--out", type=Path, help="write results here instead of stdout")
+    verify.add_argument(
+        "--schema",
+        action="store_true",
+        help="also check each DCC against the EU DCC JSON schema 1.3 (reason: schema)",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -318,9 +323,9 @@ def _verify(args: argparse.Namespace) -> int:
     path = None if args.file == "-" else Path(args.file)
     if args.out is not None:
         with args.out.open("w", encoding="utf-8") as out:
-            failed = verify_file(path, trust, at, out)
+            failed = verify_file(path, trust, at, out, schema=args.schema)
     else:
-        failed = verify_file(path, trust, at, sys.stdout)
+        failed = verify_file(path, trust, at, sys.stdout, schema=args.schema)
     print(f"{failed} line(s) failed verification", file=sys.stderr)
     return 1 if failed else 0
 

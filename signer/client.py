@@ -252,7 +252,7 @@ def hc1_lines(source: Iterable[str]) -> Iterator[tuple[int, str]]:
         if text.lstrip().startswith("{"):
             try:
                 value = json.loads(text).get("hc1", "")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):  # RecursionError: deep nesting
                 value = ""
             text = value if isinstance(value, str) else ""
         yield number, text

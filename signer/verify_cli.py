@@ -1,11 +1,17 @@
-"""``signer verify``: check HC1 strings locally against DSC PEMs and/or a server's trust list."""
+"""``signer verify``: check HC1 strings locally against DSC PEMs and/or a server's trust list.
+
+Every line gets its own JSON answer, whatever it holds: a line that is not UTF-8, not an HC1
+string or a hostile certificate is a failed line, never a traceback (issue 10 §2).
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -45,28 +51,37 @@ def build_trust(
     return TrustStore(dscs)
 
 
-def verify_file(path: Path | None, trust: TrustStore, at: dt.datetime, out: IO[str]) -> int:
+def verify_file(
+    path: Path | None, trust: TrustStore, at: dt.datetime, out: IO[str], *, schema: bool = False
+) -> int:
     """Verify each line; returns the number of lines that failed."""
-    source = sys.stdin if path is None else path.open(encoding="utf-8")
+    source = sys.stdin.buffer if path is None else path.open("rb")
     failed = 0
     try:
-        for number, text in hc1_lines(source):
-            verdict = verify_hc1(text, trust, at=at)
+        for number, text in hc1_lines(_text_lines(source)):
+            verdict = verify_hc1(text, trust, at=at, schema=schema)
             failed += not verdict.ok
-            out.write(
-                json.dumps(verdict_json(number, verdict), ensure_ascii=False, default=str) + "\n"
-            )
+            out.write(json.dumps(verdict_json(number, verdict), ensure_ascii=False) + "\n")
     finally:
         if path is not None:
             source.close()
     return failed
 
 
+def _text_lines(source: IO[bytes]) -> Iterator[str]:
+    """Lines as text; bytes that are not UTF-8 become U+FFFD, which no HC1 string contains, so
+    such a line fails on its own (``base45``) instead of ending the run."""
+    yield from io.TextIOWrapper(source, encoding="utf-8", errors="replace", newline="")
+
+
 def verdict_json(line: int, verdict: Verification) -> dict[str, object]:
+    """The JSON line for one verdict; every value is plain JSON (the decoder saw to it)."""
     result: dict[str, object] = {"line": line, "valid": verdict.ok}
     if not verdict.ok:
         result["reason"] = verdict.reason
     result["message"] = verdict.message
+    if verdict.warnings:
+        result["warnings"] = [w.code for w in verdict.warnings]
     decoded = verdict.decoded
     if decoded is not None:
         alg = Alg.from_cose_id(decoded.alg_id)

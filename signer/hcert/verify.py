@@ -1,11 +1,14 @@
 """Verify an ``HC1:`` string against trusted DSCs, the way a conforming verifier does.
 
-Order (HCERT.md §10): decode → pick DSCs by kid → check the signature with each of them →
-only then look at times. The signing service uses this as a self-check of its own output and
-to re-issue expired certificates (``check_time=False``); tests use it next to pycose.
+Order (HCERT.md §10, HS §6.3): decode the COSE_Sign1 → pick DSCs by kid → check the signature
+with each of them → only then read the claims and the DCC inside (structure, then the DSC's
+certificate types) → times → optionally the DCC schema. The signing service uses this to
+re-issue certificates (``check_time=False``); tests use it next to pycose.
 
 Every outcome is a :class:`Verification` value with a stable ``reason`` from
-:data:`VERIFY_REASONS`; nothing the text contains makes :func:`verify_hc1` raise.
+:data:`VERIFY_REASONS` and the ``warnings`` of :data:`VERIFY_WARNINGS`; nothing the text
+contains makes :func:`verify_hc1` raise, and every field of the outcome fits the Verify
+response (int64 times, a JSON payload; :mod:`signer.hcert.decode`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -24,9 +27,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from signer.domain import Alg
+from signer.domain import Alg, CertType
 from signer.errors import ConfigError
-from signer.hcert.decode import DECODE_REASONS, DecodedHcert, HcertDecodeError, decode_hc1
+from signer.hcert.decode import (
+    DECODE_REASONS,
+    DecodedHcert,
+    HcertDecodeError,
+    HcertWarning,
+    decode_claims,
+    decode_cose,
+)
+from signer.hcert.dsc_types import dcc_types, dsc_country
+from signer.hcert.schema import schema_problems
 
 #: How far iat may lie in the future before the certificate counts as not yet valid: the
 #: issuer's and the verifier's clocks disagree a little.
@@ -51,6 +63,19 @@ VERIFY_REASONS: Mapping[str, str] = MappingProxyType(
         "not_yet_valid": "iat lies after the verification time (beyond clock skew), or the DSC "
         "is not valid yet",
         "dsc_expired": "the DSC that verified the signature expired before the verification time",
+        "dsc_type_not_allowed": "the DSC's DCC extended key usage does not allow this "
+        "certificate type (v: vaccination, t: test, r: recovery)",
+        "schema": "asked for (--schema): the DCC does not follow the EU DCC JSON schema 1.3",
+    }
+)
+
+#: Warning code → description: things verifiers tolerate but issuers must not do. A warning
+#: never fails a certificate; it travels in ``message`` (and the CLI's ``warnings``).
+VERIFY_WARNINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "float_time": "iat or exp is a CBOR float, read rounded down (issuers must write integers)",
+        "exp_after_dsc": "exp lies after the DSC's notAfter (HCERT.md §7: it must not)",
+        "iss_country": "iss differs from the country (C) in the DSC's subject",
     }
 )
 
@@ -62,10 +87,20 @@ def kid_of(certificate_der: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class TrustedDsc:
-    """A Document Signer Certificate the verifier trusts, with its kid."""
+    """A Document Signer Certificate the verifier trusts, with its kid.
+
+    ``types`` (from the DCC EKUs, :func:`~signer.hcert.dsc_types.dcc_types`) and ``country``
+    are read once here, not per certificate verified.
+    """
 
     certificate: x509.Certificate
     kid: bytes
+    types: frozenset[CertType] = field(init=False, compare=False)
+    country: str | None = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "types", dcc_types(self.certificate))
+        object.__setattr__(self, "country", dsc_country(self.certificate))
 
     @classmethod
     def from_certificate(cls, cert: x509.Certificate) -> TrustedDsc:
@@ -129,7 +164,9 @@ class Verification:
     """The outcome of :func:`verify_hc1`.
 
     ``ok`` is True exactly when ``reason`` is None. ``decoded`` is set whenever the text could
-    be decoded, ``dsc`` whenever a DSC verified the signature (even if a time check failed).
+    be decoded in full, ``dsc`` whenever a DSC verified the signature (even if a later check
+    failed). ``message`` ends with the warnings, for clients that show only the message (the
+    Verify response has no field of its own for them yet).
     """
 
     ok: bool
@@ -137,64 +174,129 @@ class Verification:
     message: str
     decoded: DecodedHcert | None
     dsc: TrustedDsc | None
+    warnings: tuple[HcertWarning, ...] = ()
 
 
 def verify_hc1(
-    text: str, trust: TrustStore, *, at: datetime | None = None, check_time: bool = True
+    text: str,
+    trust: TrustStore,
+    *,
+    at: datetime | None = None,
+    check_time: bool = True,
+    schema: bool = False,
 ) -> Verification:
     """Verify ``text`` against ``trust``, at ``at`` (timezone-aware; default: now).
 
-    ``check_time=False`` stops after the signature: for re-issuing expired certificates.
+    ``check_time=False`` skips the time rules: for re-issuing expired certificates.
+    ``schema=True`` also checks the DCC against the EU DCC schema (reason ``schema``).
     """
     if at is None:
         at = datetime.now(UTC)
     elif at.tzinfo is None:
         raise ValueError("at must be timezone-aware")
     try:
-        decoded = decode_hc1(text)
+        cose = decode_cose(text)
     except HcertDecodeError as e:
         return Verification(False, e.reason.value, str(e), None, None)
 
-    def fail(reason: str, message: str, dsc: TrustedDsc | None = None) -> Verification:
-        return Verification(False, reason, message, decoded, dsc)
-
-    alg = Alg.from_cose_id(decoded.alg_id)
+    alg = Alg.from_cose_id(cose.alg_id)
     if alg is None:
-        return fail(
-            "unsupported_alg", f"alg {decoded.alg_id} is neither ES256 (-7) nor PS256 (-37)"
-        )
-    if decoded.kid is None:
-        return fail("unknown_kid", "the certificate carries no kid in either header")
-    kid_text = base64.b64encode(decoded.kid).decode()
-    candidates = trust.lookup(decoded.kid)
+        return _fail("unsupported_alg", f"alg {cose.alg_id} is neither ES256 (-7) nor PS256 (-37)")
+    if cose.kid is None:
+        return _fail("unknown_kid", "the certificate carries no kid in either header")
+    kid_text = base64.b64encode(cose.kid).decode()
+    candidates = trust.lookup(cose.kid)
     if not candidates:
-        extra = "" if len(decoded.kid) == KID_LENGTH else f" (a kid has {KID_LENGTH} bytes)"
-        return fail("unknown_kid", f"no trusted DSC has kid {kid_text}{extra}")
+        extra = "" if len(cose.kid) == KID_LENGTH else f" (a kid has {KID_LENGTH} bytes)"
+        return _fail("unknown_kid", f"no trusted DSC has kid {kid_text}{extra}")
     fitting = [dsc for dsc in candidates if _key_fits(alg, dsc)]
     if not fitting:
-        return fail(
+        return _fail(
             "alg_key_mismatch",
             f"{alg.value} does not fit the key of {_dscs(len(candidates))} with kid {kid_text}",
         )
-    signed_bytes = decoded.sig_structure()
+    signed_bytes = cose.sig_structure()
     signer = next(
         (
             dsc
             for dsc in fitting
-            if signature_matches(alg, dsc.certificate, decoded.signature, signed_bytes)
+            if signature_matches(alg, dsc.certificate, cose.signature, signed_bytes)
         ),
         None,
     )
     if signer is None:
-        return fail(
+        return _fail(
             "bad_signature",
             f"{alg.value} signature does not verify with {_dscs(len(fitting))} with kid {kid_text}",
         )
+    # Only now is the payload worth reading (HS §6.3).
+    try:
+        decoded = decode_claims(cose)
+    except HcertDecodeError as e:
+        return _fail(e.reason.value, str(e), dsc=signer)
+    warnings = (*decoded.warnings, *_dsc_warnings(decoded, signer))
+    problem = _problem(decoded, signer, at, check_time=check_time, schema=schema)
+    if problem is not None:
+        return _fail(*problem, decoded=decoded, dsc=signer, warnings=warnings)
+    message = _with_warnings(f"valid, signed by {_subject(signer)}", warnings)
+    return Verification(True, None, message, decoded, signer, warnings)
+
+
+def _fail(
+    reason: str,
+    message: str,
+    *,
+    decoded: DecodedHcert | None = None,
+    dsc: TrustedDsc | None = None,
+    warnings: tuple[HcertWarning, ...] = (),
+) -> Verification:
+    return Verification(False, reason, _with_warnings(message, warnings), decoded, dsc, warnings)
+
+
+def _with_warnings(message: str, warnings: tuple[HcertWarning, ...]) -> str:
+    return message + "".join(f"; warning {w.code}: {w.message}" for w in warnings)
+
+
+def _problem(
+    decoded: DecodedHcert, dsc: TrustedDsc, at: datetime, *, check_time: bool, schema: bool
+) -> tuple[str, str] | None:
+    """The first failed rule after the structure, as (reason, message)."""
+    if decoded.cert_type not in dsc.types:
+        allowed = ", ".join(sorted(dsc.types)) or "nothing (its extensions cannot be read)"
+        return (
+            "dsc_type_not_allowed",
+            f"a {decoded.cert_type} certificate, but the DSC's extended key usage allows "
+            f"{allowed} (HCERT.md §7)",
+        )
     if check_time:
-        problem = _time_problem(decoded, signer.certificate, at)
+        problem = _time_problem(decoded, dsc.certificate, at)
         if problem is not None:
-            return fail(*problem, dsc=signer)
-    return Verification(True, None, f"valid, signed by {_subject(signer)}", decoded, signer)
+            return problem
+    if schema:
+        problems = schema_problems(decoded.dcc)
+        if problems:
+            return "schema", "; ".join(problems)
+    return None
+
+
+def _dsc_warnings(decoded: DecodedHcert, dsc: TrustedDsc) -> list[HcertWarning]:
+    """Rules an issuer breaks but verifiers tolerate (HCERT.md §2 "observed deviations")."""
+    warnings: list[HcertWarning] = []
+    not_after = dsc.certificate.not_valid_after_utc
+    if decoded.exp is not None and decoded.exp > not_after.timestamp():
+        warnings.append(
+            HcertWarning(
+                "exp_after_dsc",
+                f"exp {_iso(decoded.exp)} is after the DSC's notAfter {not_after.isoformat()}",
+            )
+        )
+    if decoded.iss is not None and dsc.country is not None and decoded.iss.upper() != dsc.country:
+        warnings.append(
+            HcertWarning(
+                "iss_country", f"iss {decoded.iss[:16]!r} is not the DSC's country {dsc.country!r}"
+            )
+        )
+    return warnings
 
 
 def _key_fits(alg: Alg, dsc: TrustedDsc) -> bool:

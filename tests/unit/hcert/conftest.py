@@ -2,7 +2,8 @@
 
 The certificates are self-signed with software keys; the COSE bytes are assembled here exactly
 as HCERT.md §1 describes, so the decoder and verifier are tested against an independent issuer,
-and :func:`pycose_verifies` checks the same bytes with a third implementation.
+and :func:`tests.independent.pycose_verifies` checks the same bytes with a third
+implementation.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from typing import Any, Literal
 import cbor2
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-from pycose.keys.cosekey import CoseKey
-from pycose.messages.sign1message import Sign1Message
 
 from signer.hcert import base45
 from signer.hcert.verify import TrustedDsc, TrustStore
+from tests.independent import pycose_verifies, untag
+
+__all__ = ["pycose_verifies", "untag"]  # re-exported for the tests of this package
 
 #: The fixed "now" of every test; pass it as ``at``.
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -63,16 +65,19 @@ def make_dsc(
     not_before: datetime = NOW - timedelta(days=365),
     not_after: datetime = NOW + timedelta(days=365),
     cn: str = "Test DSC",
+    country: str = "XX",
+    eku: list[str] | None = None,
 ) -> x509.Certificate:
-    """A self-signed DSC with subject CN + C and keyUsage digitalSignature (HCERT.md §7)."""
+    """A self-signed DSC with subject CN + C and keyUsage digitalSignature (HCERT.md §7), and
+    with ``eku`` an extendedKeyUsage of those OIDs (§7: the DCC types it may sign)."""
     name = x509.Name(
         [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "XX"),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, country),
             x509.NameAttribute(NameOID.COMMON_NAME, cn),
         ]
     )
     usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -81,8 +86,11 @@ def make_dsc(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(usage, critical=True)
-        .sign(key, hashes.SHA256())
     )
+    if eku is not None:
+        oids = [x509.ObjectIdentifier(oid) for oid in eku]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(oids), critical=False)
+    return builder.sign(key, hashes.SHA256())
 
 
 def cose_signature(key: PrivateKey, data: bytes) -> bytes:
@@ -169,31 +177,6 @@ class Issuer:
 
 def issuer(key: PrivateKey, alg_id: int, **dsc: Any) -> Issuer:
     return Issuer(key, make_dsc(key, **dsc), alg_id)
-
-
-def untag(cose: bytes) -> bytes:
-    """Strip tags 61 / 18 by their bytes (``D8 3D``, ``D2``), leaving the bare array."""
-    if cose.startswith(b"\xd8\x3d"):
-        cose = cose[2:]
-    return cose[1:] if cose.startswith(b"\xd2") else cose
-
-
-def pycose_verifies(cose: bytes, cert: x509.Certificate) -> bool:
-    """pycose's verdict on the COSE_Sign1 bytes, with the DSC's public key.
-
-    pycose 1.1's ``Sign1Message.decode`` fails under cbor2 6 (the content of a tag decodes as a
-    tuple, pycose wants a list), so the array is decoded untagged and handed to
-    ``from_cose_obj``; Sig_structure and signature check remain pycose's own.
-    """
-    message = Sign1Message.from_cose_obj(cbor2.loads(untag(cose)), True)
-    pem = cert.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    message.key = CoseKey.from_pem_public_key(pem.decode())
-    try:
-        return bool(message.verify_signature())
-    except Exception:  # pycose raises on some malformed signatures instead of returning False
-        return False
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import cbor2
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signer.domain import CERT_TYPE_BY_GROUP, CertType
 from signer.hcert import base45
 from signer.hcert.decode import (
     DECODE_REASONS,
@@ -18,6 +23,8 @@ from signer.hcert.decode import (
     MAX_TEXT_CHARS,
     DecodeReason,
     HcertDecodeError,
+    decode_claims,
+    decode_cose,
     decode_hc1,
 )
 from tests.unit.hcert.conftest import DCC, ES256, Issuer, claims, sig_structure, to_hc1
@@ -105,6 +112,26 @@ def _dangling(hc1: str) -> str:
     return hc1 + "A" * (1 + (-(len(hc1) - 4)) % 3)
 
 
+def _nested(depth: int) -> bytes:
+    """A claims map whose DCC nests ``depth`` arrays deep (CBOR bytes, built by hand)."""
+    dcc = {**DCC, "x": 0}
+    encoded = cbor2.dumps({**claims(), -260: {1: dcc}})
+    # replace the trailing 0 of "x" with depth nested one-element arrays around 0
+    assert encoded.endswith(b"\x61x\x00")
+    return encoded[:-1] + b"\x81" * depth + b"\x00"
+
+
+def _without(group: str) -> dict[str, Any]:
+    return {k: v for k, v in DCC.items() if k != group}
+
+
+def _entry(**fields: Any) -> dict[str, Any]:
+    return {**DCC, "v": [{**DCC["v"][0], **fields}]}
+
+
+_tag99 = cbor2.CBORTag(99, "x")
+
+
 # (reason, builder of the text from the es256 issuer)
 FAILURES: list[tuple[DecodeReason, Callable[[Issuer], str]]] = [
     (DecodeReason.PREFIX, lambda i: "HC2:" + i.hc1()[4:]),
@@ -142,13 +169,36 @@ FAILURES: list[tuple[DecodeReason, Callable[[Issuer], str]]] = [
     (DecodeReason.COSE_STRUCTURE, lambda i: _raw(b"\xd8\x3d" + i.cose(tagging="none"))),
     (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, [1, 2])),
     (DecodeReason.CWT_STRUCTURE, lambda i: i.hc1(payload=b"\xff")),
-    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 6: 1.7e9})),
+    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 6: math.nan})),
+    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 4: math.inf})),
+    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 4: -math.inf})),
+    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 6: 2**63})),  # beyond int64
+    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 6: -(2**63) - 1})),
+    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 4: 2**200})),  # a bignum
+    (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 4: 1e300})),
+    (DecodeReason.CWT_STRUCTURE, lambda i: i.hc1(payload=_nested(100))),  # deep nesting
     (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 4: "2030-01-01"})),
     (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 4: True})),
     (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), 1: 276})),
     (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {1: "XX", 6: 1, 4: 2})),
     (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), -260: {3: DCC}})),
     (DecodeReason.CWT_STRUCTURE, lambda i: _payload(i, {**claims(), -260: [DCC]})),
+    # the -260/1 value must be a map with exactly one of v/t/r (vector CBO1: a byte string)
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=b"\x01garbage"))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc="text"))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=[DCC]))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_without("v")))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc={**DCC, "t": []}))),
+    # values JSON cannot carry, anywhere in the DCC
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc={**DCC, 7: "x"}))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(dn=2**64)))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(dn=-(2**63) - 1)))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(dn=math.nan)))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(dn=math.inf)))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(ci=b"bytes")))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(co=cbor2.undefined)))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(co=_tag99)))),
+    (DecodeReason.HCERT_STRUCTURE, lambda i: _payload(i, claims(dcc=_entry(dt={1: 2})))),
 ]
 
 
@@ -160,6 +210,53 @@ def test_failure_reasons(
         decode_hc1(build(es256))
     assert caught.value.reason is reason
     assert str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("iat", "exp", "read", "floats"),
+    [
+        (1_700_000_000.9, 1_800_000_000.5, (1_700_000_000, 1_800_000_000), 2),  # ES/HU vectors
+        (1_700_000_000, 1_800_000_000.0, (1_700_000_000, 1_800_000_000), 1),
+        (-0.5, 2**63 - 1, (-1, 2**63 - 1), 1),  # rounded down, not towards zero; int64 edge
+        (-(2**63), 1.5, (-(2**63), 1), 1),
+    ],
+)
+def test_float_times_read_rounded_down_with_a_warning(
+    es256: Issuer, iat: float, exp: float, read: tuple[int, int], floats: int
+) -> None:
+    decoded = decode_hc1(es256.hc1(payload={**claims(), 6: iat, 4: exp}))
+    assert (decoded.iat, decoded.exp) == read
+    assert all(isinstance(t, int) for t in read)
+    assert [w.code for w in decoded.warnings] == ["float_time"] * floats
+    assert all(w.message.endswith(tuple(f"read as {t}" for t in read)) for w in decoded.warnings)
+
+
+def test_dcc_is_plain_json(es256: Issuer) -> None:
+    """Tag 0 date-times become RFC 3339 text; tuples lists; the result survives json and orjson."""
+    moment = datetime(2021, 5, 20, 10, 27, tzinfo=UTC)
+    test = {**DCC, "t": [{"sc": moment, "tt": "LP6464-4"}]}
+    del test["v"]
+    decoded = decode_hc1(es256.hc1(payload=claims(dcc=test)))
+    assert decoded.dcc["t"] == [{"sc": "2021-05-20T10:27:00Z", "tt": "LP6464-4"}]
+    assert decoded.cert_type is CertType.TEST
+    assert json.loads(json.dumps(decoded.dcc, allow_nan=False)) == decoded.dcc
+    assert orjson.loads(orjson.dumps(decoded.dcc)) == decoded.dcc
+
+
+@pytest.mark.parametrize(("group", "cert_type"), list(CERT_TYPE_BY_GROUP.items()))
+def test_cert_type_from_the_group(es256: Issuer, group: str, cert_type: CertType) -> None:
+    dcc = {**_without("v"), group: [{}]}
+    assert decode_hc1(es256.hc1(payload=claims(dcc=dcc))).cert_type is cert_type
+
+
+def test_decode_cose_does_not_read_the_payload(es256: Issuer) -> None:
+    """The verifier checks the signature before it looks inside (HS §6.3)."""
+    text = es256.hc1(payload=b"\xff not cbor")
+    cose = decode_cose(text)
+    assert cose.payload_bstr == b"\xff not cbor" and cose.kid == es256.kid
+    with pytest.raises(HcertDecodeError) as caught:
+        decode_claims(cose)
+    assert caught.value.reason is DecodeReason.CWT_STRUCTURE
 
 
 def test_every_reason_is_documented_and_exercised() -> None:

@@ -24,6 +24,7 @@ from signer.errors import ConfigError
 from signer.hcert.verify import (
     CLOCK_SKEW,
     VERIFY_REASONS,
+    VERIFY_WARNINGS,
     TrustedDsc,
     TrustStore,
     Verification,
@@ -31,6 +32,7 @@ from signer.hcert.verify import (
     verify_hc1,
 )
 from tests.unit.hcert.conftest import (
+    DCC,
     ES384,
     NOW,
     PS256,
@@ -298,10 +300,106 @@ def test_load_pem_dir(tmp_path: Path, es256: Issuer, ps256: Issuer, p384: Issuer
         TrustStore.load_pem_dir(tmp_path / "missing")
 
 
+OFFICIAL = "1.3.6.1.4.1.1847.2021.1."
+MISTYPED = "1.3.6.1.4.1.0.1847.2021.1."  # what most test DSCs carry (HCERT.md §7)
+CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
+
+
+def _dcc(group: str) -> dict[str, Any]:
+    dcc = {k: v for k, v in DCC.items() if k != "v"}
+    return {**dcc, group: [{}]}
+
+
+# (EKU OIDs of the DSC or None for no EKU, the DCC group signed, allowed?)
+EKU_CASES: list[tuple[list[str] | None, str, bool]] = [
+    (None, "t", True),  # no EKU: every type
+    ([CLIENT_AUTH], "r", True),  # only non-DCC OIDs: every type (HK, AND)
+    ([OFFICIAL + "2"], "v", True),
+    ([OFFICIAL + "2"], "t", False),
+    ([OFFICIAL + "1", OFFICIAL + "3"], "r", True),
+    ([OFFICIAL + "1", OFFICIAL + "3"], "v", False),
+    ([MISTYPED + "1"], "t", True),
+    ([MISTYPED + "1", CLIENT_AUTH], "v", False),
+    ([MISTYPED + "3"], "r", True),
+]
+
+
+@pytest.mark.parametrize(("eku", "group", "allowed"), EKU_CASES)
+@pytest.mark.parametrize("check_time", [True, False])
+def test_dsc_eku_limits_the_certificate_type(
+    es256: Issuer, eku: list[str] | None, group: str, allowed: bool, check_time: bool
+) -> None:
+    signer = issuer(es256.key, -7, eku=eku)
+    store = TrustStore([signer.trusted])
+    result = check(signer.hc1(payload=claims(dcc=_dcc(group))), store, check_time=check_time)
+    assert result.reason == (None if allowed else "dsc_type_not_allowed"), result.message
+    assert result.dsc == signer.trusted  # the signature held either way
+
+
+def test_float_times_verify_with_a_warning(es256: Issuer, trust: TrustStore) -> None:
+    payload = {**claims(), 6: ts(NOW - HOUR) + 0.75, 4: float(ts(NOW + HOUR))}
+    result = check(es256.hc1(payload=payload), trust)
+    assert result.ok, result.message
+    assert [w.code for w in result.warnings] == ["float_time", "float_time"]
+    assert result.decoded is not None and result.decoded.iat == ts(NOW - HOUR)
+    assert "warning float_time" in result.message
+    expired = {**claims(), 4: ts(NOW) - 0.5}  # rounded down: one second before now
+    assert check(es256.hc1(payload=expired), trust).reason == "expired"
+
+
+def test_exp_after_dsc_and_foreign_iss_are_warnings(es256: Issuer) -> None:
+    signer = issuer(es256.key, -7, not_after=NOW + HOUR, country="VN")
+    store = TrustStore([signer.trusted])
+    plain = check(signer.hc1(payload=claims(iss="VN", exp=ts(NOW + HOUR))), store)
+    assert plain.ok and plain.warnings == ()
+    result = check(signer.hc1(payload=claims(iss="DE", exp=ts(NOW + 2 * HOUR))), store)
+    assert result.ok, result.message
+    assert [w.code for w in result.warnings] == ["exp_after_dsc", "iss_country"]
+    assert "'DE'" in result.message and "'VN'" in result.message
+    assert set(VERIFY_WARNINGS) >= {w.code for w in result.warnings}
+
+
+@pytest.mark.parametrize(
+    ("dcc", "reason"),
+    [
+        (b"\x01garbage", "hcert_structure"),  # vector CBO1: the -260/1 value is no map
+        ({**DCC, "dob": {7: "non-text key"}}, "hcert_structure"),
+        ({**DCC, "v": [{"dn": 2**64}]}, "hcert_structure"),
+        ({**DCC, "t": [{}]}, "hcert_structure"),
+    ],
+)
+def test_hostile_content_is_read_only_after_the_signature(
+    es256: Issuer, trust: TrustStore, dcc: Any, reason: str
+) -> None:
+    text = es256.hc1(payload=claims(dcc=dcc))
+    result = check(text, trust)
+    assert (result.reason, result.decoded, result.dsc) == (reason, None, es256.trusted)
+    forged = es256.hc1(payload=claims(dcc=dcc), signature=b"\x01" * 64)
+    assert check(forged, trust).reason == "bad_signature"
+    assert check(text, trust, check_time=False).reason == reason  # Reissue's call
+
+
+def test_iat_beyond_int64_is_cwt_structure(es256: Issuer, trust: TrustStore) -> None:
+    result = check(es256.hc1(payload={**claims(), 6: 2**64}), trust)
+    assert (result.reason, result.dsc) == ("cwt_structure", es256.trusted)
+
+
+def test_schema_only_when_asked(es256: Issuer, trust: TrustStore) -> None:
+    assert check(es256.hc1(), trust, schema=True).ok
+    broken = {**DCC, "v": [{**DCC["v"][0], "dn": 0}]}
+    del broken["dob"]
+    text = es256.hc1(payload=claims(dcc=broken))
+    assert check(text, trust).ok
+    result = check(text, trust, schema=True)
+    assert result.reason == "schema"
+    assert "/dob: required" in result.message and "/v/0/dn: below 1" in result.message
+
+
 def test_every_reason_documented() -> None:
     produced = {"prefix", "base45", "zlib", "cose_structure", "cwt_structure", "too_large"}
     produced |= {r for *_, r in KID_CASES if r} | {r for *_, r in TIME_CASES if r}
-    produced |= {"bad_signature", "no_expiry"}
+    produced |= {"bad_signature", "no_expiry", "hcert_structure", "dsc_type_not_allowed"}
+    produced |= {"schema"}
     assert produced == set(VERIFY_REASONS)
 
 
