@@ -2,7 +2,8 @@
 
 One root, ``SignerError``; each branch tells the operator who has to act (STYLE.md "Errors"):
 the operator's configuration, the client's request, the security officer's keys, or the HSM.
-The gRPC interceptor maps each branch to one status code; the CLI catches the root once.
+The front maps each branch to one status code (signer/front/handlers.py); the CLI catches the
+root once.
 
 Problems with a single item of a batch are *not* exceptions: they travel as
 :class:`signer.domain.ItemError` values inside the batch result.

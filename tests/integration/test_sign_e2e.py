@@ -1,7 +1,7 @@
 """End to end through the real server: gRPC in, HC1 out, checked by pycose and by our verifier.
 
 Every test talks to the session ``appliance`` (2 worker processes, an active ES256 and an
-active PS256 dev key in SoftHSM) over 127.0.0.1, so interceptors, workers and the HSM all run.
+active PS256 dev key in SoftHSM) over 127.0.0.1, so the front, the workers and the HSM all run.
 """
 
 from __future__ import annotations
