@@ -348,3 +348,61 @@ def test_cli_sign_writes_qr_codes(appliance: Appliance, tmp_path: Path) -> None:
         assert png == tmp_path / "qr" / f"{line['line']}.png"
         assert [d.text for d in zxingcpp.read_barcodes(Image.open(png))] == [line["hc1"]]
         assert Path(line["qr_svg"]).read_text().startswith("<svg")
+
+
+def _signed_by_appliance(appliance: Appliance, claims: bytes) -> str:
+    """An HC1 over arbitrary claims bytes, signed by the appliance's ES256 key (hash-only)."""
+    entry = next(e for e in appliance.trust_list() if e.alg == pb.ALGORITHM_ES256)
+    protected = cbor2.dumps({1: -7, 4: entry.kid})
+    digest = hashlib.sha256(cbor2.dumps(["Signature1", protected, b"", claims])).digest()
+    response = appliance.stub().SignHash(
+        pb.SignHashRequest(kid=entry.kid, items=[pb.HashItem(id="h", digest=digest)])
+    )
+    cose = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, claims, response.results[0].signature]))
+    return "HC1:" + pypi_base45.b45encode(zlib.compress(cose, 9)).decode()
+
+
+def test_hostile_cbor_gets_per_item_answers_from_verify_and_reissue(
+    hash_appliance: Appliance,
+) -> None:
+    """Validly signed certificates with hostile CBOR inside (issue 10 §2): each is judged on its
+    own, the good one in the same batch is answered, and nothing ends in INTERNAL."""
+    now = int(time.time())
+    good = vaccination_payloads(1, seed=41)[0]
+    hostile = {
+        "non_text_key": {1: "VN", 6: now, 4: now + DAY, -260: {1: {**good, 7: "x"}}},
+        "huge_int": {1: "VN", 6: now, 4: now + DAY, -260: {1: {**good, "n": 2**70}}},
+        "iat_past_int64": {1: "VN", 6: 2**70, 4: 2**71, -260: {1: good}},
+        "nan_exp": {1: "VN", 6: now, 4: float("nan"), -260: {1: good}},
+        "not_a_map": {1: "VN", 6: now, 4: now + DAY, -260: {1: b"garbage"}},
+        "two_groups": {1: "VN", 6: now, 4: now + DAY, -260: {1: {**good, "t": good["v"]}}},
+    }
+    texts = {
+        name: _signed_by_appliance(hash_appliance, cbor2.dumps(c)) for name, c in hostile.items()
+    }
+    texts["good"] = _signed_by_appliance(
+        hash_appliance, cbor2.dumps({1: "VN", 6: now, 4: now + DAY, -260: {1: good}})
+    )
+    signer = hash_appliance.stub()
+    verdicts = signer.Verify(
+        pb.VerifyRequest(items=[pb.VerifyItem(id=n, hc1=t) for n, t in texts.items()]),
+        timeout=60,
+    ).results
+    by_id = {v.id: v for v in verdicts}
+    assert list(by_id) == list(texts)
+    assert by_id["good"].valid, by_id["good"].message
+    for name in hostile:
+        assert not by_id[name].valid, name
+        assert by_id[name].reason in {"cwt_structure", "hcert_structure", "no_expiry"}, (
+            name,
+            by_id[name].reason,
+        )
+    reissued = signer.Reissue(
+        pb.ReissueRequest(items=[pb.ReissueItem(id=n, hc1=t) for n, t in texts.items()]),
+        timeout=60,
+    ).results
+    assert [r.id for r in reissued] == list(texts)
+    assert reissued[-1].HasField("signed"), reissued[-1].rejected
+    for result in reissued[:-1]:
+        assert result.HasField("rejected"), result.id
+        assert result.rejected.errors[0].code.startswith("hc1_"), result.rejected.errors
