@@ -359,7 +359,7 @@ def _signed_by_appliance(appliance: Appliance, claims: bytes) -> str:
         pb.SignHashRequest(kid=entry.kid, items=[pb.HashItem(id="h", digest=digest)])
     )
     cose = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, claims, response.results[0].signature]))
-    return "HC1:" + pypi_base45.b45encode(zlib.compress(cose, 9)).decode()
+    return "HC1:" + str(pypi_base45.b45encode(zlib.compress(cose, 9)).decode())
 
 
 def test_hostile_cbor_gets_per_item_answers_from_verify_and_reissue(
@@ -369,8 +369,8 @@ def test_hostile_cbor_gets_per_item_answers_from_verify_and_reissue(
     own, the good one in the same batch is answered, and nothing ends in INTERNAL."""
     now = int(time.time())
     good = vaccination_payloads(1, seed=41)[0]
-    hostile = {
-        "non_text_key": {1: "VN", 6: now, 4: now + DAY, -260: {1: {**good, 7: "x"}}},
+    hostile: dict[str, dict[Any, Any]] = {
+        "non_text_key": {1: "VN", 6: now, 4: now + DAY, -260: {1: {7: "x", **good}}},
         "huge_int": {1: "VN", 6: now, 4: now + DAY, -260: {1: {**good, "n": 2**70}}},
         "iat_past_int64": {1: "VN", 6: 2**70, 4: 2**71, -260: {1: good}},
         "nan_exp": {1: "VN", 6: now, 4: float("nan"), -260: {1: good}},
