@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from signer.front.policy import POLICY_ERROR_CODES
 from signer.hcert.validation import ERROR_CODES, ValidationPolicy, validate_payload
 from signer.service import SERVICE_ERROR_CODES
 
@@ -232,7 +233,7 @@ def test_every_code_is_exercised_and_documented() -> None:
     assert tabled | {"transliteration_unchecked", "duplicate_uvci"} == set(ERROR_CODES)
     docs = (Path(__file__).parents[4] / "docs" / "errors.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", docs, flags=re.MULTILINE))
-    assert documented == set(ERROR_CODES) | set(SERVICE_ERROR_CODES)
+    assert documented == set(ERROR_CODES) | set(SERVICE_ERROR_CODES) | set(POLICY_ERROR_CODES)
 
 
 def test_mismatch_message_shows_both_values() -> None:
