@@ -5,8 +5,9 @@
 #     -v ./signer.toml:/etc/hcert-signer/signer.toml:ro \
 #     -v ./pin:/run/secrets/hcert-signer-pin:ro \
 #     hcert-signer serve --config /etc/hcert-signer/signer.toml
-# Without arguments the image runs the development appliance (SoftHSM, dev CSCA) — NOT FOR
-# PRODUCTION — listening on all interfaces of the container.
+# Without arguments the image serves the mounted /etc/hcert-signer/signer.toml and exits with a
+# message when there is none (fail closed). To try the development appliance (SoftHSM, dev CSCA —
+# NOT FOR PRODUCTION) inside the container, on its loopback only: docker run hcert-signer serve
 
 FROM python:3.11-slim-bookworm AS builder
 WORKDIR /src
@@ -27,4 +28,4 @@ USER signer
 WORKDIR /var/lib/hcert-signer
 EXPOSE 50051 9464
 ENTRYPOINT ["signer"]
-CMD ["serve", "--host", "0.0.0.0", "--metrics-host", "0.0.0.0"]
+CMD ["serve", "--config", "/etc/hcert-signer/signer.toml"]

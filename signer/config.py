@@ -1,8 +1,9 @@
 """Configuration: frozen dataclasses, embedded defaults, optional TOML file.
 
-The embedded defaults are the development appliance (``make run``): a SoftHSM token under
-``.dev/``, created with a dev CSCA and DSC on first run. A production config (see
-``config/example.toml``) names the vendor PKCS#11 module and turns the dev bootstrap off.
+Fail closed (issue 7 §6): ``load_config(None)`` is the development appliance (``make run``): a
+SoftHSM token under ``.dev/``, created with a dev CSCA and DSC on first run. A config file starts
+from production-safe defaults instead: the dev bootstrap runs only when the file itself says
+``[dev] bootstrap = true``, and only on SoftHSM. ``config/example.toml`` is a production start.
 PINs never live here: the config names an environment variable and/or a file to read them from.
 """
 
@@ -45,6 +46,12 @@ class HsmConfig:
 
     def session_count(self) -> int:
         return self.sessions if self.sessions > 0 else available_cores()
+
+    @property
+    def is_softhsm(self) -> bool:
+        """True for ``softhsm`` or a path to ``libsofthsm2.so``: the only module the dev
+        bootstrap may write a dev CSCA and dev officers into."""
+        return self.module == "softhsm" or Path(self.module).name == "libsofthsm2.so"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +154,12 @@ class TlsConfig:
 
 @dataclass(frozen=True, slots=True)
 class DevConfig:
-    """Development bootstrap. Never enable in production: the CSCA key sits in a file."""
+    """Development bootstrap. Never enable in production: the CSCA key sits in a file.
 
-    bootstrap: bool = True
+    Off unless asked for: a config file that leaves out ``[dev]`` never bootstraps; only
+    :func:`load_config` without a file (the dev appliance) turns it on."""
+
+    bootstrap: bool = False
     directory: str = ".dev"
     key_algorithms: tuple[str, ...] = ("ES256",)
 
@@ -321,10 +331,16 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+def dev_defaults() -> Config:
+    """The embedded development appliance (``signer serve`` without ``--config``)."""
+    return Config(dev=DevConfig(bootstrap=True))
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Embedded defaults, overridden by the TOML file at ``path`` when given."""
+    """No ``path``: the dev appliance. A path: production-safe defaults (no dev bootstrap)
+    overridden by that TOML file."""
     if path is None:
-        return Config()
+        return dev_defaults()
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -538,6 +554,12 @@ def _check(config: Config, source: str) -> None:
         )
     if config.officers.proposal_hours <= 0:
         raise ConfigError(f"{source}: [officers] proposal_hours must be > 0")
+    if config.dev.bootstrap and not config.hsm.is_softhsm:
+        raise ConfigError(
+            f"{source}: [dev] bootstrap creates a dev CSCA and dev officers in the token; it "
+            f"runs only on SoftHSM, never on a production HSM module ({config.hsm.module!r}): "
+            'remove [dev] bootstrap (or set it to false), or set [hsm] module = "softhsm"'
+        )
     bad_algs = set(config.dev.key_algorithms) - {"ES256", "PS256"}
     if bad_algs:
         raise ConfigError(f"{source}: [dev] key_algorithms: unknown {sorted(bad_algs)}")

@@ -80,6 +80,7 @@ key_refresh_seconds = 1.0
 sessions = {workers}
 
 [dev]
+bootstrap = true
 directory = "{directory / "dev"}"
 key_algorithms = [{algorithms}]
 

@@ -154,6 +154,7 @@ pin_env = ""
 {key} = "{secret}"
 
 [dev]
+bootstrap = true
 directory = "{tmp_path / "dev"}"
 """
     )

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from signer.config import ClientLimits, Config, HsmConfig, config_from_mapping, load_config
+from signer.config import (
+    ClientLimits,
+    Config,
+    HsmConfig,
+    config_from_mapping,
+    dev_defaults,
+    load_config,
+)
 from signer.domain import CertType
 from signer.errors import ConfigError
 
@@ -139,7 +146,35 @@ def test_missing_pin_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_shipped_configs_load_and_dev_toml_spells_out_the_defaults() -> None:
     root = Path(__file__).resolve().parents[2] / "config"
-    assert load_config(root / "dev.toml") == Config()
+    assert load_config(root / "dev.toml") == dev_defaults()
     production = load_config(root / "example.toml")
     assert not production.dev.bootstrap and production.hsm.module != "softhsm"
     assert production.policy.default == "none" and len(production.policy.clients) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "bootstrap"),
+    [
+        (None, True),  # no file: the dev appliance
+        ("[server]\nport = 1\n", False),  # a file without [dev] never bootstraps
+        ("[dev]\nbootstrap = true\n", True),
+        ('[dev]\ndirectory = "x"\n', False),
+    ],
+)
+def test_dev_bootstrap_runs_only_when_asked(
+    tmp_path: Path, text: str | None, bootstrap: bool
+) -> None:
+    path = None
+    if text is not None:
+        path = tmp_path / "signer.toml"
+        path.write_text(text)
+    assert load_config(path).dev.bootstrap is bootstrap
+
+
+def test_dev_bootstrap_is_refused_on_a_vendor_module() -> None:
+    with pytest.raises(ConfigError, match="only on SoftHSM"):
+        config_from_mapping(
+            {"hsm": {"module": "/usr/lib/vendor/libvendor.so"}, "dev": {"bootstrap": True}}
+        )
+    softhsm = {"module": "/usr/lib/softhsm/libsofthsm2.so"}
+    assert config_from_mapping({"hsm": softhsm, "dev": {"bootstrap": True}}).dev.bootstrap

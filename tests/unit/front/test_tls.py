@@ -343,7 +343,7 @@ def test_dev_tls_keeps_its_ca_makes_expired_clients_and_other_cas(tmp_path: Path
 def test_serve_refuses_plaintext_off_loopback(tmp_path: Path) -> None:
     """Off loopback, signer serve starts only with mutual TLS: refused before anything runs."""
     config = tmp_path / "signer.toml"
-    config.write_text(f'[dev]\ndirectory = "{tmp_path / "dev"}"\n')
+    config.write_text(f'[dev]\nbootstrap = true\ndirectory = "{tmp_path / "dev"}"\n')
     code, _, err = _run(["serve", "--config", str(config), "--host", "0.0.0.0", "--port", "0"])
     assert code == 2 and "plaintext only on loopback" in err, err
     assert not (tmp_path / "dev").exists()
