@@ -7,6 +7,7 @@ here runs there. ``SOFTHSM2_CONF`` must be set before the module is loaded in a 
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ def find_softhsm_module() -> str | None:
         if os.path.exists(candidate):
             return candidate
     return None
+
+
+def init_token_command(util: str, label: str) -> list[str]:
+    """The softhsm2-util command line that initialises token ``label``: no PIN on it."""
+    return [util, "--init-token", "--free", "--label", label]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,28 +68,33 @@ class SoftHsm:
         return label in labels
 
     def init_token(self, label: str, user_pin: str, so_pin: str) -> None:
+        """Initialise a free slot as token ``label``. The PINs are typed into softhsm2-util's
+        prompts through a pseudo-terminal (it reads them only from a terminal), never passed as
+        arguments: a command line is visible to every user in ``ps`` (issue 7 §6)."""
         util = shutil.which("softhsm2-util")
         if util is None:
             raise HsmError("softhsm2-util not found: install softhsm2 (apt-get install softhsm2)")
-        result = subprocess.run(
-            [
-                util,
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--pin",
-                user_pin,
-                "--so-pin",
-                so_pin,
-            ],
-            env={**os.environ, "SOFTHSM2_CONF": str(self.conf_path)},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise HsmError(f"softhsm2-util --init-token failed: {result.stderr.strip()}")
+        controller, terminal = pty.openpty()
+        try:
+            process = subprocess.Popen(
+                init_token_command(util, label),
+                stdin=terminal,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "SOFTHSM2_CONF": str(self.conf_path)},
+            )
+            os.close(terminal)
+            terminal = -1
+            # The prompts ask for the SO PIN twice, then the user PIN twice.
+            os.write(controller, f"{so_pin}\n{so_pin}\n{user_pin}\n{user_pin}\n".encode())
+            output, _ = process.communicate(timeout=60)
+        finally:
+            os.close(controller)
+            if terminal >= 0:
+                os.close(terminal)
+        if process.returncode != 0:
+            text = output.decode(errors="replace").strip().splitlines()
+            raise HsmError(f"softhsm2-util --init-token failed: {text[-1] if text else '?'}")
 
     def _show_slots(self) -> str:
         util = shutil.which("softhsm2-util")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pkcs11
 import pytest
@@ -12,10 +16,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType, MechanismFlag
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from hsm import HsmError, HsmToken, KeyAlgorithm, WeakKeyError, check_private_key_attributes
+from hsm import (
+    HsmError,
+    HsmToken,
+    KeyAlgorithm,
+    SoftHsm,
+    WeakKeyError,
+    check_private_key_attributes,
+)
+from hsm._softhsm import init_token_command
 from signer.domain import Alg
 from signer.hcert.verify import signature_matches
 from signer.keys.devca import DevCsca
+from tests.conftest import require_softhsm
 
 
 @pytest.mark.parametrize(
@@ -128,3 +141,34 @@ def test_destroy_removes_the_key_pair_and_its_certificate(
         hsm_token.public_key_der(key_id)
     assert hsm_token.delete_data("test/app", "doomed")
     assert not hsm_token.delete_data("test/app", "doomed")
+
+
+def test_token_init_command_carries_no_pin(tmp_path: Path) -> None:
+    """The PINs go through softhsm2-util's terminal prompts; the argv (visible in ps) has none,
+    and the token really gets them: the user PIN logs in, a wrong one does not."""
+    require_softhsm()
+    assert init_token_command("softhsm2-util", "t") == [
+        "softhsm2-util",
+        "--init-token",
+        "--free",
+        "--label",
+        "t",
+    ]
+    softhsm = SoftHsm(tmp_path)
+    softhsm.ensure_layout()
+    softhsm.init_token("pty-test", "4321-user", "8765-so")
+    assert softhsm.has_token("pty-test")
+    login = (
+        "import sys\n"
+        "from hsm import HsmLoginError, HsmToken, find_softhsm_module\n"
+        "try:\n"
+        "    HsmToken(find_softhsm_module(), 'pty-test', sys.argv[1]).close()\n"
+        "except HsmLoginError:\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "SOFTHSM2_CONF": str(softhsm.conf_path)}
+    for pin, code in (("4321-user", 0), ("8765-so", 3)):
+        run = subprocess.run(
+            [sys.executable, "-c", login, pin], env=env, capture_output=True, check=False
+        )
+        assert run.returncode == code, run.stderr
