@@ -62,7 +62,6 @@ class Front:
     """The handlers of ``hcert.signer.v1.Signer``; one instance per front process."""
 
     def __init__(self, config: Config, pool: WorkerPool) -> None:
-        self._config = config
         self._pool = pool
         self._policy = Policy.from_config(config)
         self._admission = Admission.from_config(config)
