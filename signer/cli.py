@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from signer.config import load_config
 from signer.errors import SignerError
+from signer.ledger.cli import add_audit_parser
 
 if TYPE_CHECKING:
     from signer.client import ClientTls, SignTally
@@ -57,14 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, help="gRPC port (0 = any free port); overrides the config"
     )
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (0 = any free port)")
-    serve.add_argument(
-        "--sessions", type=int, help="HSM sessions = signing workers (0 = one per usable core)"
-    )
-    serve.add_argument("--tls-cert", help="server certificate chain (PEM); overrides [tls] cert")
-    serve.add_argument("--tls-key", help="server private key (PEM); overrides [tls] key")
-    serve.add_argument(
-        "--client-ca", help="CA of client certificates (mutual TLS); overrides [tls] client_ca"
-    )
+    _add_serve_overrides(serve)
     serve.add_argument(
         "--ready-file", type=Path, help="write {port, metrics_port, pids} as JSON here once serving"
     )
@@ -165,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_keys_parser(commands)
     add_devca_parser(commands)
+    add_audit_parser(commands)
 
     dev_tls = commands.add_parser(
         "dev-tls",
@@ -183,6 +178,20 @@ def _parser() -> argparse.ArgumentParser:
         "--days", type=int, default=30, help="server and client validity (default 30)"
     )
     return parser
+
+
+def _add_serve_overrides(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--sessions", type=int, help="HSM sessions = signing workers (0 = one per usable core)"
+    )
+    serve.add_argument("--tls-cert", help="server certificate chain (PEM); overrides [tls] cert")
+    serve.add_argument("--tls-key", help="server private key (PEM); overrides [tls] key")
+    serve.add_argument(
+        "--client-ca", help="CA of client certificates (mutual TLS); overrides [tls] client_ca"
+    )
+    serve.add_argument(
+        "--ledger", help="the issuance ledger's SQLite file; overrides [ledger] path"
+    )
 
 
 def _add_tls_client_options(command: argparse.ArgumentParser) -> None:
@@ -249,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return devca_cli.run(args)
         if args.command == "dev-tls":
             return _dev_tls(args)
+        if args.command == "audit":
+            from signer.ledger import cli as ledger_cli
+
+            return ledger_cli.run(args)
     except SignerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -277,6 +290,7 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         "hsm": (("sessions", args.sessions),),
         "tls": (("cert", args.tls_cert), ("key", args.tls_key), ("client_ca", args.client_ca)),
+        "ledger": (("path", args.ledger),),
     }
     for section, pairs in sections.items():
         overrides = {k: v for k, v in pairs if v is not None}

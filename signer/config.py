@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -123,6 +124,16 @@ class AuditConfig:
     in a dev config."""
 
     path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """The issuance ledger (issue 8): one record per signed item, hash-chained. ``path`` is its
+    SQLite file ("" = ``<dev>/ledger.sqlite`` in a dev config); ``chain`` names this appliance's
+    chain ("" = the host name), so replicas sharing one database keep apart chains."""
+
+    path: str = ""
+    chain: str = ""
 
 
 IDENTITY_MODES = ("cn", "san_dns", "san_uri")
@@ -243,6 +254,7 @@ class Config:
     hash_only: HashOnlyConfig = field(default_factory=HashOnlyConfig)
     officers: OfficersConfig = field(default_factory=OfficersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
     dev: DevConfig = field(default_factory=DevConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -279,6 +291,21 @@ class Config:
         if self.dev.bootstrap:
             return self.dev_dir / "audit.jsonl"
         raise ConfigError("[audit] path is not set: name the key-management audit trail file")
+
+    @property
+    def ledger_path(self) -> Path:
+        if self.ledger.path:
+            return Path(self.ledger.path).resolve()
+        if self.dev.bootstrap:
+            return self.dev_dir / "ledger.sqlite"
+        raise ConfigError(
+            "[ledger] path is not set: name the SQLite file of the issuance ledger; the appliance "
+            "signs nothing it cannot record"
+        )
+
+    @property
+    def ledger_chain(self) -> str:
+        return self.ledger.chain or socket.gethostname()
 
     def read_pin(self) -> str:
         """The user PIN from the env var named in the config, else from the PIN file."""
@@ -324,6 +351,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "hash_only": HashOnlyConfig,
     "officers": OfficersConfig,
     "audit": AuditConfig,
+    "ledger": LedgerConfig,
     "dev": DevConfig,
     "tls": TlsConfig,
     "policy": PolicyConfig,

@@ -2,7 +2,7 @@
 
 Immutable values only (frozen dataclasses, and NamedTuples for the per-item hot-path types):
 they cross thread and layer boundaries and must not change under anyone's feet. Protobuf types
-never get past ``signer/server/servicer.py``.
+never get past ``signer/workers/convert.py`` and the front's handlers.
 """
 
 from __future__ import annotations
@@ -86,6 +86,18 @@ class OutputOptions:
     qr_scale: int = 4
 
 
+class Issuance(NamedTuple):
+    """What the ledger records of a signed item beside its kid, alg, iat and exp: its type and
+    the revocation hashes (``signer.hcert.revocation``); ``replaces`` is the SIGNATURE hash of
+    the certificate a Reissue replaces. Hash-only signatures have no type and no UVCI."""
+
+    cert_type: CertType | None
+    uci: bytes | None
+    country_uci: bytes | None
+    signature: bytes
+    replaces: bytes | None = None
+
+
 class Signed(NamedTuple):
     """A signed certificate: the ``HC1:`` string and what a client needs to file it."""
 
@@ -98,6 +110,7 @@ class Signed(NamedTuple):
     qr_png: bytes | None = None
     qr_svg: str | None = None
     uvci: tuple[str, str] | None = None  # (JSON path of ci, UVCI): duplicates across chunks
+    issuance: Issuance | None = None  # for the ledger
 
 
 @dataclass(frozen=True, slots=True)

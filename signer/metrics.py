@@ -35,6 +35,11 @@ REFUSALS = Counter(
     ["reason"],
 )
 WORKER_RESTARTS = Counter("hcert_worker_restarts_total", "Signing worker processes restarted.")
+LEDGER_RECORDS = Counter("hcert_ledger_records_total", "Issuance records committed to the ledger.")
+LEDGER_FAILURES = Counter(
+    "hcert_ledger_write_failures_total",
+    "Ledger commits that failed; their batches were answered UNAVAILABLE.",
+)
 SIGNATURES = Counter("hcert_signatures_total", "Signatures made in the HSM, by kid.", ["kid"])
 HSM_ERRORS = Counter("hcert_hsm_errors_total", "HSM operations that failed.")
 WORKER_READY = Gauge(

@@ -30,6 +30,7 @@ from signer.domain import (
     HashItem,
     HashResult,
     HcertItem,
+    Issuance,
     ItemError,
     ItemResult,
     OutputOptions,
@@ -40,6 +41,7 @@ from signer.errors import BackendError, KeyStateError, RequestError
 from signer.front.policy import type_not_allowed
 from signer.hcert import base45, qr
 from signer.hcert.encode import HC1_PREFIX, claims_head
+from signer.hcert.revocation import revocation_hashes, signature_hash
 from signer.hcert.validation import find_duplicate_uvcis, validate_payload
 from signer.hcert.verify import verify_hc1
 from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
@@ -74,6 +76,7 @@ class _Ready(NamedTuple):
     cert_type: CertType
     uvci: str | None
     warnings: tuple[ItemError, ...]
+    replaces: bytes | None = None  # Reissue: the SIGNATURE hash of the original
 
 
 class _Choice(NamedTuple):
@@ -94,6 +97,7 @@ class _Signing(NamedTuple):
     compressed: bytes
     warnings: tuple[ItemError, ...]
     uvci: tuple[str, str] | None
+    issuance: Issuance
 
 
 class SigningService:
@@ -146,7 +150,11 @@ class SigningService:
                 error = ItemError(f"hc1_{verdict.reason}", "", verdict.message)
                 prepared.append(ItemResult.failed(item.id, error))
                 continue
-            prepared.append(self._validated(item.id, verdict.decoded.dcc, moment, types))
+            ready = self._validated(item.id, verdict.decoded.dcc, moment, types)
+            if isinstance(ready, _Ready):
+                alg = Alg.from_cose_id(verdict.decoded.alg_id)
+                ready = ready._replace(replaces=signature_hash(verdict.decoded.signature, alg))
+            prepared.append(ready)
         results = self._sign_prepared(prepared, alg, int(now), output)
         self._count(results, "Reissue", time.perf_counter() - started)
         return results
@@ -275,9 +283,13 @@ class SigningService:
         if isinstance(choice, NoKey):
             return ItemResult.failed(ready.id, ItemError(choice.code, "", str(choice)))
         key, exp, head = choice
-        compressed = key.encoder.sign_compressed(ready.payload, head)
+        compressed, signature = key.encoder.sign_compressed(ready.payload, head)
         uvci = (_uvci_path(ready.cert_type), ready.uvci) if ready.uvci is not None else None
-        return _Signing(ready.id, key, iat, exp, compressed, ready.warnings, uvci)
+        uci, country_uci, signature_digest = revocation_hashes(
+            ready.uvci, self._iss, signature, key.entry.dsc.alg
+        )
+        issuance = Issuance(ready.cert_type, uci, country_uci, signature_digest, ready.replaces)
+        return _Signing(ready.id, key, iat, exp, compressed, ready.warnings, uvci, issuance)
 
     @staticmethod
     def _count(results: list[ItemResult], rpc: str, seconds: float) -> None:
@@ -324,6 +336,7 @@ def _finish(
             png,
             svg,
             outcome.uvci,
+            outcome.issuance,
         )
         results.append(ItemResult(outcome.id, signed))
     return results

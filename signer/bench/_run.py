@@ -68,6 +68,7 @@ def _start_server(
     ready = directory / "ready.json"
     command = [sys.executable, "-m", "signer.cli", "serve", "--port", "0", "--metrics-port", "0"]
     command += ["--sessions", str(workers), "--ready-file", str(ready)]
+    command += ["--ledger", str(directory / "ledger.sqlite")]  # the bench's own ledger
     if args.config is not None:
         command += ["--config", str(args.config)]
     log = (directory / "serve.log").open("wb")

@@ -24,15 +24,19 @@ from signer import metrics
 from signer.api.v1 import signer_pb2 as pb
 from signer.config import Config
 from signer.front.policy import Grant, Policy
-from signer.front.pool import Chunk, ChunkError, WorkerPool
+from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
 from signer.front.quotas import Admission, Refusal, retry_info_trailer
 from signer.front.tls import LOCAL_IDENTITY, client_identity
+from signer.ledger.records import Entry
+from signer.ledger.sqlite import LedgerError
+from signer.ledger.writer import LedgerWriter
 
 log = logging.getLogger(__name__)
 
 SERVICE = "hcert.signer.v1.Signer"
 INTERNAL_MESSAGE = "internal error; the appliance logged the details"
 MIN_CHUNK, MAX_CHUNK = 4, 128
+OPERATOR_HEADER, MAX_OPERATOR = "x-operator-id", 128
 
 _REQUESTS: dict[str, type[ProtoMessage]] = {
     "SignBatch": pb.SignBatchRequest,
@@ -61,8 +65,9 @@ class _Abort(Exception):  # noqa: N818 - control flow: the status an RPC ends wi
 class Front:
     """The handlers of ``hcert.signer.v1.Signer``; one instance per front process."""
 
-    def __init__(self, config: Config, pool: WorkerPool) -> None:
+    def __init__(self, config: Config, pool: WorkerPool, ledger: LedgerWriter) -> None:
         self._pool = pool
+        self._ledger = ledger
         self._policy = Policy.from_config(config)
         self._admission = Admission.from_config(config)
         self._tls = config.tls.enabled
@@ -206,6 +211,13 @@ class Front:
             raise _Abort(
                 grpc.StatusCode.UNAVAILABLE, "no signing worker is logged in to the HSM; retry"
             )
+        if rpc != "Verify" and not self._ledger.healthy:
+            metrics.REFUSALS.labels("ledger").inc()
+            raise _Abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the issuance ledger cannot be written, so nothing is signed; retry "
+                f"({self._ledger.problem})",
+            )
         admitted = self._admission.admit(grant, count, time.time())
         if isinstance(admitted, Refusal):
             metrics.REFUSALS.labels(admitted.reason).inc()
@@ -246,10 +258,66 @@ class Front:
         finally:
             for chunk in chunks:
                 chunk.future.cancel()  # a chunk still queued is never sent
-        responses = [response for response, _ in results]
+        responses = [result.response for result in results]
+        refused: set[tuple[int, int]] = set()
         if rpc in ("SignBatch", "SignStream", "Reissue") and len(results) > 1:
-            _refuse_repeated_uvcis(responses, [uvcis for _, uvcis in results], bodies, rpc)
+            refused = _refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
+        entries = _entries(results, refused, rpc, grant.identity, _operator(context))
+        try:
+            await self._ledger.record(entries)
+        except LedgerError as e:
+            raise _Abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the issuance ledger cannot be written, so nothing of this batch is returned as "
+                f"signed; retry ({e})",
+            ) from None
         return b"".join(responses)
+
+
+def _operator(context: grpc.aio.ServicerContext) -> str | None:
+    """The optional ``x-operator-id`` call metadata: who at the client asked for this batch."""
+    for key, value in context.invocation_metadata() or ():
+        if key == OPERATOR_HEADER:
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            if len(text) > MAX_OPERATOR or not text.isprintable():
+                raise _Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{OPERATOR_HEADER} must be printable text of at most {MAX_OPERATOR} "
+                    "characters",
+                )
+            return text
+    return None
+
+
+def _entries(
+    results: list[ChunkResult],
+    refused: set[tuple[int, int]],
+    rpc: str,
+    client: str,
+    operator: str | None,
+) -> list[Entry]:
+    """One ledger entry for every item signed and returned as signed, in request order."""
+    now_us = time.time_ns() // 1000
+    return [
+        Entry(
+            now_us,
+            client,
+            operator,
+            rpc,
+            kid,
+            alg,
+            issuance.cert_type.value if issuance.cert_type is not None else None,
+            iat or None,
+            exp or None,
+            issuance.uci,
+            issuance.country_uci,
+            issuance.signature,
+            issuance.replaces,
+        )
+        for chunk, result in enumerate(results)
+        for index, kid, alg, iat, exp, issuance in result.issued
+        if (chunk, index) not in refused
+    ]
 
 
 def _split(request: Any, raw: bytes, sessions: int) -> list[bytes]:
@@ -273,9 +341,10 @@ def _split(request: Any, raw: bytes, sessions: int) -> list[bytes]:
 
 def _refuse_repeated_uvcis(
     responses: list[bytes], uvcis: list[list[tuple[int, str, str]]], bodies: list[bytes], rpc: str
-) -> None:
+) -> set[tuple[int, int]]:
     """A UVCI signed in two chunks of one batch: the later item is refused as ``duplicate_uvci``
-    (its signature never leaves the appliance), exactly as when both sit in one chunk."""
+    (its signature never leaves the appliance), exactly as when both sit in one chunk. Returns
+    the (chunk, item) of each refused item."""
     first: dict[str, tuple[int, int]] = {}
     repeated: dict[int, list[tuple[int, str, str, tuple[int, int]]]] = {}
     for chunk, entries in enumerate(uvcis):
@@ -297,6 +366,7 @@ def _refuse_repeated_uvcis(
                 "each certificate needs its own UVCI",
             )
         responses[chunk] = response.SerializeToString()
+    return {(chunk, item) for chunk, items in repeated.items() for item, *_ in items}
 
 
 async def _end(context: grpc.aio.ServicerContext, error: _Abort) -> None:

@@ -21,13 +21,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from signer import metrics
 from signer.config import Config
 from signer.domain import CertType
 from signer.front.quotas import FairQueue
 from signer.workers import wire
+
+if TYPE_CHECKING:
+    from signer.workers.convert import Issued, Uvcis
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ class ChunkError(Exception):
         self.kind = kind
 
 
+class ChunkResult(NamedTuple):
+    response: bytes  # the serialised response of the chunk's items
+    uvcis: Uvcis
+    issued: Issued  # what the ledger must record before the response leaves
+
+
 @dataclass(eq=False)
 class Chunk:
     kind: str  # the RPC: SignBatch, SignStream, Reissue, Verify, SignHash
@@ -52,7 +61,7 @@ class Chunk:
     types: frozenset[CertType]
     client: str
     deadline: float | None  # loop time
-    future: asyncio.Future[tuple[bytes, list[tuple[int, str, str]]]]
+    future: asyncio.Future[ChunkResult]
     retried: bool = False
 
 
@@ -157,10 +166,10 @@ class WorkerPool:
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "done":
-            _, chunk_id, response, uvcis = message
+            _, chunk_id, response, uvcis, issued = message
             chunk = worker.in_flight.pop(chunk_id, None)
             if chunk is not None and not chunk.future.done():
-                chunk.future.set_result((response, uvcis))
+                chunk.future.set_result(ChunkResult(response, uvcis, issued))
             self._pump()
         elif kind == "error":
             _, chunk_id, error_kind, text = message

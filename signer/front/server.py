@@ -38,6 +38,7 @@ def serve(
     prepare_dev_environment(config)
     resolve_module(config)  # fail fast on a missing module …
     config.read_pin()  # … or a missing PIN, before starting anything
+    config.ledger_path  # noqa: B018 - … or no ledger: nothing is signed that is not recorded
     metrics_dir = tempfile.mkdtemp(prefix="hcert-signer-metrics-")
     # Read by prometheus_client when it is first imported, here and in every worker.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -54,6 +55,7 @@ async def _serve(
 
     from signer.front.handlers import SERVICE, Front
     from signer.front.pool import WorkerPool
+    from signer.ledger.writer import LedgerWriter
 
     health_servicer = health.aio.HealthServicer()
     serving = health_pb2.HealthCheckResponse.SERVING
@@ -61,9 +63,9 @@ async def _serve(
     updates: set[asyncio.Task[None]] = set()
 
     def publish_health() -> None:
-        """One answer for the whole appliance: SERVING while a worker can sign and the front is
-        not draining."""
-        ready = pool.serving and not front.draining.is_set()
+        """One answer for the whole appliance: SERVING while a worker can sign, the ledger takes
+        writes and the front is not draining."""
+        ready = pool.serving and ledger.healthy and not front.draining.is_set()
         for name in ("", SERVICE):
             task = asyncio.ensure_future(
                 health_servicer.set(name, serving if ready else not_serving)
@@ -71,11 +73,13 @@ async def _serve(
             updates.add(task)
             task.add_done_callback(updates.discard)
 
+    ledger = LedgerWriter(config.ledger_path, config.ledger_chain, publish_health)
     pool = WorkerPool(config, publish_health)
-    front = Front(config, pool)
+    front = Front(config, pool, ledger)
     for name in ("", SERVICE):
         await health_servicer.set(name, not_serving)
     server, port = _listen(config, front.handler(), health_servicer)
+    ledger.open()
     await server.start()
     metrics_port = _start_metrics(config, metrics_dir)
 
@@ -109,6 +113,7 @@ async def _serve(
         await server.stop(config.server.grace_seconds)
     finally:
         await pool.stop()
+        await ledger.close()
     say("stopped")
     return 0
 

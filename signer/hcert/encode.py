@@ -99,16 +99,18 @@ class HcertEncoder:
             + signature
         )
 
-    def sign_compressed(self, dcc: Any, head: bytes) -> bytes:
+    def sign_compressed(self, dcc: Any, head: bytes) -> tuple[bytes, bytes]:
         """Everything up to base45: the zlib-compressed, signed COSE_Sign1 of the claims
-        ``head + CBOR(dcc)`` (:func:`claims_head`).
+        ``head + CBOR(dcc)`` (:func:`claims_head`), and its signature (for the ledger).
 
         Batches stop here and base45-encode all their items at once (:func:`base45.encode_many`).
         """
         claims = head + cbor2.dumps(dcc)
         signature = self._sign_digest(hashlib.sha256(self.to_be_signed(claims)).digest())
-        return zlib_ng.compress(self.cose_sign1(claims, signature), ZLIB_LEVEL, ZLIB_WBITS)
+        compressed = zlib_ng.compress(self.cose_sign1(claims, signature), ZLIB_LEVEL, ZLIB_WBITS)
+        return compressed, signature
 
     def encode(self, dcc: Any, iss: str, iat: int, exp: int) -> str:
         """One ``HC1:`` string."""
-        return HC1_PREFIX + base45.encode(self.sign_compressed(dcc, claims_head(iss, iat, exp)))
+        compressed, _ = self.sign_compressed(dcc, claims_head(iss, iat, exp))
+        return HC1_PREFIX + base45.encode(compressed)

@@ -14,12 +14,14 @@ from signer.domain import (
     CertType,
     HashItem,
     HcertItem,
+    Issuance,
     ItemError,
     ItemResult,
     OutputOptions,
     SignItem,
 )
 from signer.errors import RequestError
+from signer.hcert.revocation import signature_hash
 from signer.hcert.verify import Verification
 from signer.keys.registry import KeyRegistry
 from signer.keys.state import KeyState
@@ -45,27 +47,30 @@ MAX_QR_SCALE = 32
 #: across the chunks of one batch.
 Uvcis = list[tuple[int, str, str]]
 
+#: (index in the chunk, kid, alg, iat, exp, issuance) of each signed item, for the front's ledger.
+Issued = list[tuple[int, bytes, str, int, int, Issuance]]
+
 
 def sign_chunk(
     service: SigningService, body: bytes, rpc: str, types: frozenset[CertType]
-) -> tuple[bytes, Uvcis]:
+) -> tuple[bytes, Uvcis, Issued]:
     request = pb.SignBatchRequest.FromString(body)
     items = [SignItem(item.id, item.payload_json) for item in request.items]
     results = service.sign_batch(
         items, _ALG_FROM_PB.get(request.alg), rpc, _output(request.output), types
     )
-    return _batch_response(results).SerializeToString(), _uvcis(results)
+    return _batch_response(results).SerializeToString(), _uvcis(results), _issued(results)
 
 
 def reissue_chunk(
     service: SigningService, body: bytes, types: frozenset[CertType]
-) -> tuple[bytes, Uvcis]:
+) -> tuple[bytes, Uvcis, Issued]:
     request = pb.ReissueRequest.FromString(body)
     items = [HcertItem(item.id, item.hc1) for item in request.items]
     results = service.reissue_batch(
         items, _ALG_FROM_PB.get(request.alg), _output(request.output), types
     )
-    return _batch_response(results).SerializeToString(), _uvcis(results)
+    return _batch_response(results).SerializeToString(), _uvcis(results), _issued(results)
 
 
 def verify_chunk(verification: VerificationService, body: bytes) -> bytes:
@@ -78,10 +83,22 @@ def verify_chunk(verification: VerificationService, body: bytes) -> bytes:
     return response.SerializeToString()
 
 
-def sign_hash_chunk(service: SigningService, body: bytes) -> bytes:
+def sign_hash_chunk(service: SigningService, body: bytes) -> tuple[bytes, Issued]:
     request = pb.SignHashRequest.FromString(body)
     items = [HashItem(item.id, item.digest) for item in request.items]
     alg, results = service.sign_hashes(items, request.kid)
+    issued = [
+        (
+            index,
+            request.kid,
+            alg.value,
+            0,
+            0,
+            Issuance(None, None, None, signature_hash(r.signature, alg)),
+        )
+        for index, r in enumerate(results)
+        if r.signature is not None
+    ]
     response = pb.SignHashResponse(
         alg=_ALG_TO_PB[alg],
         results=[
@@ -91,7 +108,7 @@ def sign_hash_chunk(service: SigningService, body: bytes) -> bytes:
             for r in results
         ],
     )
-    return response.SerializeToString()
+    return response.SerializeToString(), issued
 
 
 def trust_list(registry: KeyRegistry) -> bytes:
@@ -119,6 +136,14 @@ def _uvcis(results: list[ItemResult]) -> Uvcis:
         (index, *r.signed.uvci)
         for index, r in enumerate(results)
         if r.signed is not None and r.signed.uvci is not None
+    ]
+
+
+def _issued(results: list[ItemResult]) -> Issued:
+    return [
+        (index, r.signed.kid, r.signed.alg.value, r.signed.iat, r.signed.exp, r.signed.issuance)
+        for index, r in enumerate(results)
+        if r.signed is not None and r.signed.issuance is not None
     ]
 
 

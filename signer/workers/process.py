@@ -99,14 +99,16 @@ class _Worker:
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         chunk_id, kind, body, types = message
         try:
+            issued: convert.Issued = []
+            uvcis: convert.Uvcis = []
             if kind in ("SignBatch", "SignStream"):
-                response, uvcis = convert.sign_chunk(self._service, body, kind, types)
+                response, uvcis, issued = convert.sign_chunk(self._service, body, kind, types)
             elif kind == "Reissue":
-                response, uvcis = convert.reissue_chunk(self._service, body, types)
+                response, uvcis, issued = convert.reissue_chunk(self._service, body, types)
             elif kind == "Verify":
-                response, uvcis = convert.verify_chunk(self._verification, body), []
+                response = convert.verify_chunk(self._verification, body)
             elif kind == "SignHash":
-                response, uvcis = convert.sign_hash_chunk(self._service, body), []
+                response, issued = convert.sign_hash_chunk(self._service, body)
             else:
                 return ("error", chunk_id, "request", f"unknown chunk kind {kind!r}")
         except SignerError as e:
@@ -117,7 +119,7 @@ class _Worker:
         except Exception:
             log.exception("unexpected error in a %s chunk", kind)
             return ("error", chunk_id, "internal", "")
-        return ("done", chunk_id, response, uvcis)
+        return ("done", chunk_id, response, uvcis, issued)
 
 
 def _publish_key_metrics(registry: KeyRegistry, serving: bool) -> None:

@@ -4,7 +4,8 @@ worker it starts), so nothing outside the appliance can write to it.
 
 Front → worker: ``(chunk_id, kind, body, types)``; ``("stop",)``.
 Worker → front: ``("status", serving, trust_list_bytes)``, ``("done", chunk_id, response_bytes,
-uvcis)``, ``("error", chunk_id, error_kind, message)``, ``("failed", message)``.
+uvcis, issued)`` (``issued``: what the ledger records of each signed item), ``("error",
+chunk_id, error_kind, message)``, ``("failed", message)``.
 """
 
 from __future__ import annotations

@@ -107,7 +107,9 @@ def test_rotation_under_load_switches_both_servers_without_failed_items(tmp_path
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "dev").symlink_to(tmp_path / "a" / "dev")  # same dev directory and token
     try:
-        second, second_process = start_appliance(tmp_path / "b", workers=1)
+        second, second_process = start_appliance(
+            tmp_path / "b", '[ledger]\nchain = "second"\n', workers=1
+        )
     except Exception:
         stop_appliance(first_process)
         raise

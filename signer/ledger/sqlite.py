@@ -1,0 +1,163 @@
+"""The ledger in SQLite: WAL mode, ``synchronous=FULL``, so a committed batch survives a crash.
+
+One :class:`SqliteLedger` is the only writer of its chain — it holds an exclusive lock on a file
+beside the database for as long as it is open, so a second appliance configured with the same
+chain is refused at start — and keeps the chain's head (last sequence number and hash) in
+memory, advancing it only after a commit succeeds, so a failed write leaves no gap. All calls
+come from one thread (the front's ledger thread), or from a CLI.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from signer.errors import BackendError
+from signer.ledger.records import COLUMNS, GENESIS, Entry, Record, link
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS issuance (
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time_us INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    operator TEXT,
+    rpc TEXT NOT NULL,
+    kid BLOB NOT NULL,
+    alg TEXT NOT NULL,
+    cert_type TEXT,
+    iat INTEGER,
+    exp INTEGER,
+    uci BLOB,
+    country_uci BLOB,
+    signature BLOB NOT NULL,
+    replaces BLOB,
+    prev BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE INDEX IF NOT EXISTS issuance_signature ON issuance (signature);
+CREATE INDEX IF NOT EXISTS issuance_uci ON issuance (uci);
+CREATE TABLE IF NOT EXISTS heartbeat (chain TEXT PRIMARY KEY, time_us INTEGER NOT NULL);
+"""
+_INSERT = (
+    f"INSERT INTO issuance ({', '.join(COLUMNS)}, prev, hash) "  # noqa: S608 - constants
+    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
+)
+
+
+class LedgerError(BackendError):
+    """The ledger cannot be read or written; nothing that depends on it may proceed."""
+
+
+class SqliteLedger:
+    def __init__(self, path: Path, chain: str) -> None:
+        self.path = path
+        self.chain = chain
+        self._lock = _lock_chain(path, chain)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            row = self._db.execute(
+                "SELECT seq, hash FROM issuance WHERE chain = ? ORDER BY seq DESC LIMIT 1",
+                (chain,),
+            ).fetchone()
+        except (OSError, sqlite3.Error) as e:
+            os.close(self._lock)
+            raise LedgerError(f"cannot open the ledger {path}: {e}") from e
+        self._seq: int = row[0] if row else 0
+        self._head: bytes = row[1] if row else GENESIS
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the chain's last record (0 when empty)."""
+        return self._seq
+
+    def append(self, entries: Sequence[Entry]) -> list[Record]:
+        """Number, chain and commit ``entries`` in one transaction; all or nothing."""
+        records, prev = [], self._head
+        for offset, entry in enumerate(entries, start=1):
+            record = link(self.chain, self._seq + offset, entry, prev)
+            records.append(record)
+            prev = record.hash
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_INSERT, [(*r.fields(), r.prev, r.hash) for r in records])
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot write the ledger {self.path}: {e}") from e
+        if records:
+            self._seq, self._head = records[-1].seq, records[-1].hash
+        return records
+
+    def probe(self) -> None:
+        """A small durable write: does the ledger take writes again?"""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT INTO heartbeat VALUES (?, strftime('%s','now') * 1000000) "
+                    "ON CONFLICT (chain) DO UPDATE SET time_us = excluded.time_us",
+                    (self.chain,),
+                )
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot write the ledger {self.path}: {e}") from e
+
+    def close(self) -> None:
+        self._db.close()
+        os.close(self._lock)  # releases the chain
+
+
+def _lock_chain(path: Path, chain: str) -> int:
+    """An exclusive lock on ``<ledger>.<chain digest>.lock``: one writer per chain."""
+    name = hashlib.sha256(chain.encode()).hexdigest()[:16]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(f"{path.name}.{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise LedgerError(f"cannot open the ledger {path}: {e}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise LedgerError(
+            f"another running appliance writes the ledger chain {chain!r} in {path}: give each "
+            "appliance its own [ledger] chain"
+        ) from None
+    return fd
+
+
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """The ledger opened read-only; a missing file is an error, never an empty ledger."""
+    if not path.is_file():
+        raise LedgerError(f"no ledger at {path}: check [ledger] path")
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot open the ledger {path}: {e}") from e
+
+
+def read_records(db: sqlite3.Connection, chain: str) -> Iterator[Record]:
+    """The chain's records in sequence order, as stored (nothing checked)."""
+    cursor = db.execute(
+        f"SELECT {', '.join(COLUMNS)}, prev, hash FROM issuance "  # noqa: S608 - constants
+        "WHERE chain = ? ORDER BY seq",
+        (chain,),
+    )
+    for row in cursor:
+        yield Record(row[0], row[1], Entry(*row[2:-2]), row[-2], row[-1])
+
+
+def chains(db: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in db.execute("SELECT DISTINCT chain FROM issuance ORDER BY chain")]

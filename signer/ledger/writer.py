@@ -1,0 +1,120 @@
+"""The front's side of the ledger: batches wait for their records to be durable.
+
+The SQLite calls run on one thread of their own, so the event loop never waits on a disk. Batches
+that finish while a commit is under way are committed together in the next one (group commit):
+each batch waits for exactly the commit that holds its records. A failed commit fails every batch
+in it (retryable) and marks the ledger unhealthy — the appliance reports NOT_SERVING and refuses
+signing calls — until a probe write succeeds again, tried every ``PROBE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Final
+
+from signer import metrics
+from signer.ledger.records import Entry
+from signer.ledger.sqlite import LedgerError, SqliteLedger
+
+log = logging.getLogger(__name__)
+
+PROBE_SECONDS: Final = 1.0
+
+
+class LedgerWriter:
+    """Opened with :meth:`open` once the front owns its port (so a second appliance on the same
+    address is told about the port, not the ledger)."""
+
+    def __init__(self, path: Path, chain: str, on_health: Callable[[], None]) -> None:
+        self._path, self._chain = path, chain
+        self._store: SqliteLedger | None = None
+        self._on_health = on_health
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ledger")
+        self._pending: list[tuple[Sequence[Entry], asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
+        self.healthy = True
+        self.problem = ""
+
+    def open(self) -> None:
+        """Open the database and take this appliance's chain; :class:`LedgerError` if not."""
+        self._store = SqliteLedger(self._path, self._chain)
+
+    @property
+    def store(self) -> SqliteLedger:
+        if self._store is None:
+            raise LedgerError("the ledger is not open yet")
+        return self._store
+
+    async def record(self, entries: Sequence[Entry]) -> None:
+        """Return once ``entries`` are committed; raise :class:`LedgerError` if they cannot be."""
+        if not entries:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((entries, future))
+        if self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush())
+        await asyncio.shield(future)  # a caller who goes does not undo a commit under way
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                entries = [entry for batch, _ in group for entry in batch]
+                try:
+                    await loop.run_in_executor(self._thread, self.store.append, entries)
+                except LedgerError as e:
+                    self._fail(str(e))
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(LedgerError(str(e)))
+                    continue
+                metrics.LEDGER_RECORDS.inc(len(entries))
+                for _, future in group:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self._flushing = None
+
+    def _fail(self, problem: str) -> None:
+        metrics.LEDGER_FAILURES.inc()
+        if self.healthy:
+            log.error("the ledger cannot be written; signing stops until it can: %s", problem)
+        self.healthy, self.problem = False, problem
+        self._on_health()
+        if self._probing is None:
+            self._probing = asyncio.ensure_future(self._probe())
+
+    async def _probe(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(PROBE_SECONDS)
+                try:
+                    await loop.run_in_executor(self._thread, self.store.probe)
+                except LedgerError as e:
+                    self.problem = str(e)
+                    continue
+                log.warning("the ledger takes writes again; signing resumes")
+                self.healthy, self.problem = True, ""
+                self._on_health()
+                return
+        finally:
+            self._probing = None
+
+    async def close(self) -> None:
+        """Wait for commits under way, then close the database."""
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+        if self._probing is not None:
+            self._probing.cancel()
+        if self._store is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._store.close)
+        self._thread.shutdown()

@@ -1,0 +1,256 @@
+"""The issuance ledger through a real appliance: one record per signed item with revocation
+hashes computed independently here, a Reissue linked to what it replaces, ``signer audit
+verify`` on the live file, and fail-closed signing when the ledger's disk is full."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from signer.api.v1 import signer_pb2 as pb
+from signer.bench.payloads import vaccination_payloads
+from signer.ledger.records import Record
+from signer.ledger.sqlite import chains, open_for_reading, read_records
+from signer.ledger.writer import PROBE_SECONDS
+from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
+from tests.independent import hc1_claims, hc1_verifies
+from tests.integration.helpers import CoseParts, items, to_json, wait_until
+
+OPERATOR = "nurse-7"
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+    """An appliance of its own, so its ledger holds exactly what these tests sign."""
+    require_softhsm()
+    running, process = start_appliance(tmp_path_factory.mktemp("ledger"))
+    try:
+        yield running
+    finally:
+        stop_appliance(process)
+
+
+def _records(path: Path) -> list[Record]:
+    db = open_for_reading(path)
+    try:
+        [chain] = chains(db)
+        return list(read_records(db, chain))
+    finally:
+        db.close()
+
+
+def _sha16(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:16]
+
+
+def _signature_hash(hc1: str) -> bytes:
+    """HCERT.md §9 SIGNATURE, computed from the COSE bytes here: r alone for ES256 (alg -7)."""
+    parts = CoseParts.of(hc1)
+    signature = parts.signature
+    return _sha16(signature[:32] if parts.header()[1] == -7 else signature)
+
+
+def _audit_verify(appliance: Appliance) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signer.cli",
+            "audit",
+            "verify",
+            "--config",
+            str(appliance.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_one_record_per_signed_item_with_independent_revocation_hashes(fresh: Appliance) -> None:
+    payloads = vaccination_payloads(12, seed=81)
+    batch = items(payloads, "v")
+    batch.insert(5, pb.SignItem(id="bad", payload_json="{}"))
+    dscs: dict[bytes, x509.Certificate] = fresh.dsc_by_kid()
+    signed: list[pb.Signed] = []
+    for alg in (pb.ALGORITHM_ES256, pb.ALGORITHM_PS256):
+        response = fresh.stub().SignBatch(
+            pb.SignBatchRequest(items=batch, alg=alg),
+            metadata=[("x-operator-id", OPERATOR)],
+            timeout=60,
+        )
+        assert [r.id for r in response.results] == [i.id for i in batch]
+        assert response.results[5].WhichOneof("outcome") == "rejected"
+        signed += [r.signed for r in response.results if r.WhichOneof("outcome") == "signed"]
+    assert len(signed) == 24
+
+    records = _records(fresh.directory / "dev" / "ledger.sqlite")
+    assert [r.seq for r in records] == list(range(1, 25))  # none for the rejected items
+    for record, result in zip(records, signed, strict=True):
+        assert hc1_verifies(result.hc1, dscs[result.kid])
+        claims = hc1_claims(result.hc1)
+        uvci = claims[-260][1]["v"][0]["ci"]
+        entry = record.entry
+        assert (entry.client, entry.operator, entry.rpc) == ("local", OPERATOR, "SignBatch")
+        assert (entry.kid, entry.cert_type) == (result.kid, "vaccination")
+        assert entry.alg == (
+            "ES256" if claims and CoseParts.of(result.hc1).header()[1] == -7 else "PS256"
+        )
+        assert (entry.iat, entry.exp) == (claims[6], claims[4])
+        assert entry.uci == _sha16(uvci.encode())
+        assert entry.country_uci == _sha16((claims[1] + uvci).encode())
+        assert entry.signature == _signature_hash(result.hc1)
+        assert entry.replaces is None
+        assert len(entry.uci) == len(entry.country_uci) == len(entry.signature) == 16
+
+
+def test_reissue_records_the_certificate_it_replaces(fresh: Appliance) -> None:
+    [payload] = vaccination_payloads(1, seed=82)
+    first = fresh.stub().SignBatch(
+        pb.SignBatchRequest(items=[pb.SignItem(id="old", payload_json=to_json(payload))]),
+        timeout=60,
+    )
+    old = first.results[0].signed.hc1
+    response = fresh.stub().Reissue(
+        pb.ReissueRequest(items=[pb.ReissueItem(id="old", hc1=old)]), timeout=60
+    )
+    new = response.results[0].signed.hc1
+    last = _records(fresh.directory / "dev" / "ledger.sqlite")[-1]
+    assert last.entry.rpc == "Reissue" and last.entry.operator is None
+    assert last.entry.replaces == _signature_hash(old)
+    assert last.entry.signature == _signature_hash(new)
+
+
+def test_audit_verify_reads_the_live_ledger(fresh: Appliance) -> None:
+    fresh.stub().SignBatch(
+        pb.SignBatchRequest(items=items(vaccination_payloads(3), "a")), timeout=60
+    )
+    count = len(_records(fresh.directory / "dev" / "ledger.sqlite"))
+    audit = _audit_verify(fresh)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert f"{count} record(s), intact" in audit.stdout
+
+
+# --- fail closed -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_ledger_dir(tmp_path: Path) -> Iterator[Path]:
+    require_softhsm()
+    directory = tmp_path / "ledger"
+    directory.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        message = f"cannot mount a tmpfs for the full-ledger test: {mount.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Write filler until the file system refuses another byte."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def _health(appliance: Appliance) -> int:
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(appliance.address))
+    status: int = stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+    return status
+
+
+def test_a_full_ledger_disk_signs_nothing_until_it_has_room(
+    tmp_path: Path, tiny_ledger_dir: Path
+) -> None:
+    path = tiny_ledger_dir / "ledger.sqlite"
+    appliance, process = start_appliance(
+        tmp_path / "appliance", f'[ledger]\npath = "{path}"\nchain = "tiny"\n'
+    )
+    try:
+        stub = appliance.stub()
+        batch = pb.SignBatchRequest(items=items(vaccination_payloads(500, seed=83), "f"))
+        assert all(
+            r.WhichOneof("outcome") == "signed" for r in stub.SignBatch(batch, timeout=60).results
+        )
+        before = len(_records(path))
+        filler = _fill(tiny_ledger_dir)
+
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.SignBatch(batch, timeout=60)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "ledger" in (refused.value.details() or "")
+        assert _health(appliance) == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.RpcError) as still:
+            stub.SignBatch(pb.SignBatchRequest(items=batch.items[:1]), timeout=60)
+        assert still.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert len(_records(path)) == before  # nothing of the refused batches was recorded
+        time.sleep(3 * PROBE_SECONDS)  # the probes find the disk still full
+        assert _health(appliance) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+        filler.unlink()
+        wait_until(
+            lambda: _health(appliance) == health_pb2.HealthCheckResponse.SERVING or None,
+            timeout=15,
+            what="health SERVING once the ledger has room again",
+        )
+        again = stub.SignBatch(batch, timeout=60)
+        assert all(r.WhichOneof("outcome") == "signed" for r in again.results)
+        assert len(_records(path)) == before + 500
+    finally:
+        stop_appliance(process)
+    db = open_for_reading(path)
+    assert len(list(read_records(db, "tiny"))) == 1000
+    db.close()
+
+
+def test_a_second_appliance_on_the_same_chain_is_refused(fresh: Appliance) -> None:
+    """Same config, another port: two writers would fork the chain, so the second stops."""
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signer.cli",
+            "serve",
+            "--config",
+            str(fresh.config_path),
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "another running appliance writes the ledger chain" in second.stderr
+    assert "[ledger] chain" in second.stderr

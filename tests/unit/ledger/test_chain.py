@@ -1,0 +1,158 @@
+"""The ledger's hash chain in a real SQLite file: every tamper case is named by its first bad
+sequence number, through ``signer audit verify`` itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from signer.cli import main
+from signer.hcert.revocation import truncated_sha256
+from signer.ledger.records import Entry, link
+from signer.ledger.sqlite import SqliteLedger, chains, open_for_reading, read_records
+from signer.ledger.verify import verify_chain
+
+CHAIN = "replica-a"
+
+
+def _entry(n: int) -> Entry:
+    uvci = f"URN:UVCI:01:VN:TEST{n:06d}"
+    return Entry(
+        1_700_000_000_000_000 + n,
+        "clinic-1",
+        "nurse-7" if n % 2 else None,
+        "SignBatch",
+        b"kid-0001",
+        "ES256",
+        "vaccination",
+        1_700_000_000,
+        1_731_536_000,
+        truncated_sha256(uvci.encode()),
+        truncated_sha256(("VN" + uvci).encode()),
+        truncated_sha256(n.to_bytes(8, "big")),
+        None,
+    )
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.sqlite"
+    store = SqliteLedger(path, CHAIN)
+    store.append([_entry(n) for n in range(1, 6)])
+    store.append([_entry(n) for n in range(6, 11)])
+    store.close()
+    return path
+
+
+def _audit(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    status = main(["audit", "verify", "--ledger", str(path)])
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def _sql(path: Path, *statements: str) -> None:
+    db = sqlite3.connect(path)
+    with db:
+        for statement in statements:
+            db.execute(statement)
+    db.close()
+
+
+def test_intact_chain_numbers_from_one(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, output = _audit(ledger, capsys)
+    assert status == 0, output
+    assert "10 record(s), intact" in output
+    db = open_for_reading(ledger)
+    assert [r.seq for r in read_records(db, CHAIN)] == list(range(1, 11))
+    assert chains(db) == [CHAIN]
+
+
+def test_reopened_ledger_continues_the_chain(ledger: Path) -> None:
+    store = SqliteLedger(ledger, CHAIN)
+    assert store.seq == 10
+    [record] = store.append([_entry(11)])
+    store.close()
+    assert record.seq == 11
+    db = open_for_reading(ledger)
+    report = verify_chain(CHAIN, read_records(db, CHAIN))
+    assert report.records == 11 and report.finding is None
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_bad", "words"),
+    [
+        ("UPDATE issuance SET client = 'rogue' WHERE seq = 4", 4, "changed"),
+        ("UPDATE issuance SET signature = x'00' WHERE seq = 1", 1, "changed"),
+        ("DELETE FROM issuance WHERE seq = 6", 6, "missing"),
+        ("DELETE FROM issuance WHERE seq IN (1, 2)", 1, "missing"),
+        # a record moved: 3 and 7 trade places (their seq numbers kept)
+        (
+            "UPDATE issuance SET seq = -3 WHERE seq = 3; UPDATE issuance SET seq = 3 WHERE seq = 7;"
+            " UPDATE issuance SET seq = 7 WHERE seq = -3",
+            3,
+            "moved",
+        ),
+    ],
+)
+def test_each_tamper_case_names_its_first_bad_record(
+    ledger: Path, capsys: pytest.CaptureFixture[str], tamper: str, first_bad: int, words: str
+) -> None:
+    _sql(ledger, *tamper.split(";"))
+    status, output = _audit(ledger, capsys)
+    assert status == 1, output
+    assert f"BROKEN at sequence number {first_bad}:" in output
+    assert words in output
+
+
+def test_an_inserted_record_breaks_the_links_after_it(
+    ledger: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An attacker inserts a record after 5 and renumbers the rest to make room, recomputing
+    the new record's own hash: record 7 (the old 6) no longer follows record 6."""
+    db = open_for_reading(ledger)
+    fifth = next(r for r in read_records(db, CHAIN) if r.seq == 5)
+    db.close()
+    forged = link(CHAIN, 6, _entry(99), fifth.hash)
+    _sql(ledger, "UPDATE issuance SET seq = seq + 1000 WHERE seq >= 6")
+    _sql(ledger, "UPDATE issuance SET seq = seq - 999 WHERE seq >= 1000")
+    db = sqlite3.connect(ledger)
+    with db:
+        db.execute(
+            "INSERT INTO issuance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*forged.fields(), forged.prev, forged.hash),
+        )
+    db.close()
+    status, output = _audit(ledger, capsys)
+    assert status == 1, output
+    assert "BROKEN at sequence number 7:" in output
+    assert "does not follow record 6" in output
+
+
+def test_missing_or_empty_ledger_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, output = _audit(tmp_path / "nowhere.sqlite", capsys)
+    assert status == 2 and "no ledger at" in output
+    SqliteLedger(tmp_path / "empty.sqlite", CHAIN).close()
+    status, output = _audit(tmp_path / "empty.sqlite", capsys)
+    assert status == 2 and "holds no records" in output
+
+
+def test_a_failed_commit_leaves_no_gap(tmp_path: Path) -> None:
+    store = SqliteLedger(tmp_path / "ledger.sqlite", CHAIN)
+    store.append([_entry(1)])
+    _sql(
+        tmp_path / "ledger.sqlite",
+        "CREATE TRIGGER refuse BEFORE INSERT ON issuance BEGIN SELECT RAISE(ABORT, 'no'); END",
+    )
+    with pytest.raises(Exception, match="cannot write the ledger"):
+        store.append([_entry(2), _entry(3)])
+    assert store.seq == 1
+    _sql(tmp_path / "ledger.sqlite", "DROP TRIGGER refuse")
+    [record] = store.append([_entry(2)])
+    store.close()
+    assert record.seq == 2
+    db = open_for_reading(tmp_path / "ledger.sqlite")
+    assert verify_chain(CHAIN, read_records(db, CHAIN)).finding is None
