@@ -38,6 +38,18 @@ INTERNAL_MESSAGE = "internal error; the appliance logged the details"
 MIN_CHUNK, MAX_CHUNK = 4, 128
 OPERATOR_HEADER, MAX_OPERATOR = "x-operator-id", 128
 
+#: Item errors the front itself gives (beside those of the workers' validation and service).
+LEDGER_ERROR_CODES: dict[str, str] = {
+    "hc1_not_issued_here": "Reissue: the issuance ledger has no record of this certificate; only "
+    "certificates this appliance issued can be re-issued.",
+}
+NOT_ISSUED_HERE = (
+    "hc1_not_issued_here",
+    "",
+    "the issuance ledger has no record of this certificate: only certificates this appliance "
+    "issued can be re-issued",
+)
+
 _REQUESTS: dict[str, type[ProtoMessage]] = {
     "SignBatch": pb.SignBatchRequest,
     "SignStream": pb.SignBatchRequest,
@@ -262,6 +274,8 @@ class Front:
         refused: set[tuple[int, int]] = set()
         if rpc in ("SignBatch", "SignStream", "Reissue") and len(results) > 1:
             refused = _refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
+        if rpc == "Reissue":
+            refused |= await self._refuse_not_issued_here(responses, results)
         entries = _entries(results, refused, rpc, grant.identity, _operator(context))
         try:
             await self._ledger.record(entries)
@@ -272,6 +286,40 @@ class Front:
                 f"signed; retry ({e})",
             ) from None
         return b"".join(responses)
+
+    async def _refuse_not_issued_here(
+        self, responses: list[bytes], results: list[ChunkResult]
+    ) -> set[tuple[int, int]]:
+        """Reissue only of what this appliance issued (issue 8 §6): an original whose SIGNATURE
+        hash the ledger has no record of is refused, and its new signature never leaves."""
+        originals = {i.replaces for r in results for *_, i in r.issued if i.replaces is not None}
+        try:
+            known = await self._ledger.known(originals)
+        except LedgerError as e:
+            raise _Abort(
+                grpc.StatusCode.UNAVAILABLE, f"the issuance ledger cannot be read; retry ({e})"
+            ) from None
+        unknown = {
+            chunk: [index for index, *_, i in result.issued if i.replaces not in known]
+            for chunk, result in enumerate(results)
+        }
+        for chunk, indexes in unknown.items():
+            if indexes:
+                responses[chunk] = _rejected(
+                    responses[chunk],
+                    {index: NOT_ISSUED_HERE for index in indexes},
+                )
+        return {(chunk, index) for chunk, indexes in unknown.items() for index in indexes}
+
+
+def _rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:
+    """The chunk response with the items at these indexes turned from signed to rejected."""
+    response = pb.SignBatchResponse.FromString(response_bytes)
+    for index, (code, path, message) in errors.items():
+        result = response.results[index]
+        result.ClearField("signed")
+        result.rejected.errors.add(code=code, path=path, message=message)
+    return response.SerializeToString()
 
 
 def _operator(context: grpc.aio.ServicerContext) -> str | None:
@@ -353,19 +401,16 @@ def _refuse_repeated_uvcis(
             if earlier != (chunk, item):
                 repeated.setdefault(chunk, []).append((item, path, uvci, earlier))
     for chunk, items in repeated.items():
-        response = pb.SignBatchResponse.FromString(responses[chunk])
+        errors = {}
         for item, path, uvci, (earlier_chunk, earlier_item) in items:
             request: Any = _REQUESTS[rpc].FromString(bodies[earlier_chunk])
             earlier_id = request.items[earlier_item].id
-            result = response.results[item]
-            result.ClearField("signed")
-            result.rejected.errors.add(
-                code="duplicate_uvci",
-                path=path,
-                message=f'ci "{uvci}" repeats the UVCI of item {earlier_id!r} in this batch; '
-                "each certificate needs its own UVCI",
+            message = (
+                f'ci "{uvci}" repeats the UVCI of item {earlier_id!r} in this batch; '
+                "each certificate needs its own UVCI"
             )
-        responses[chunk] = response.SerializeToString()
+            errors[item] = ("duplicate_uvci", path, message)
+        responses[chunk] = _rejected(responses[chunk], errors)
     return {(chunk, item) for chunk, items in repeated.items() for item, *_ in items}
 
 

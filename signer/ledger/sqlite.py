@@ -13,7 +13,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from signer.errors import BackendError
@@ -100,6 +100,22 @@ class SqliteLedger:
         if records:
             self._seq, self._head = records[-1].seq, records[-1].hash
         return records
+
+    def known(self, signatures: Collection[bytes]) -> set[bytes]:
+        """Which of these SIGNATURE hashes any chain of the ledger has a record of."""
+        wanted, found = list(signatures), set()
+        try:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                rows = self._db.execute(
+                    "SELECT signature FROM issuance WHERE signature IN "  # noqa: S608 - ? only
+                    f"({', '.join('?' * len(part))})",
+                    part,
+                )
+                found.update(row[0] for row in rows)
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the ledger {self.path}: {e}") from e
+        return found
 
     def probe(self) -> None:
         """A small durable write: does the ledger take writes again?"""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
@@ -60,6 +60,13 @@ class LedgerWriter:
         if self._flushing is None:
             self._flushing = asyncio.ensure_future(self._flush())
         await asyncio.shield(future)  # a caller who goes does not undo a commit under way
+
+    async def known(self, signatures: Collection[bytes]) -> set[bytes]:
+        """Which of these SIGNATURE hashes the ledger has a record of (any chain)."""
+        if not signatures:
+            return set()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self.store.known, signatures)
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()

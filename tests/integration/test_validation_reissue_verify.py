@@ -26,8 +26,11 @@ from PIL import Image
 
 from signer.api.v1 import signer_pb2 as pb
 from signer.bench.payloads import vaccination_payloads
+from signer.ledger.records import Entry
+from signer.ledger.sqlite import SqliteLedger
 from tests.conftest import Appliance, start_appliance, stop_appliance
 from tests.independent import cose_bytes, hc1_claims, hc1_verifies, untag
+from tests.integration.helpers import CoseParts
 
 DAY = 86400
 
@@ -129,6 +132,34 @@ def _expired_hc1(appliance: Appliance, payload: Any) -> str:
     return done.stdout.strip()
 
 
+def _register(appliance: Appliance, hc1: str) -> None:
+    """Record ``hc1`` in the appliance's ledger on a chain of its own, as an officer's
+    registration of a certificate issued before the ledger would (SIGNATURE hash computed here
+    from the COSE bytes: r alone for ES256)."""
+    parts = CoseParts.of(hc1)
+    es256 = parts.header()[1] == -7
+    signature = hashlib.sha256(parts.signature[:32] if es256 else parts.signature).digest()[:16]
+    claims = hc1_claims(hc1)
+    store = SqliteLedger(appliance.directory / "dev" / "ledger.sqlite", "test-registrations")
+    entry = Entry(
+        time.time_ns() // 1000,
+        "officer",
+        None,
+        "Register",
+        parts.header()[4],
+        "ES256" if es256 else "PS256",
+        "vaccination",
+        claims[6],
+        claims[4],
+        None,
+        None,
+        signature,
+        None,
+    )
+    store.append([entry])
+    store.close()
+
+
 def test_reissue_of_an_expired_certificate(appliance: Appliance) -> None:
     payload = vaccination_payloads(1, seed=35)[0]
     old = _expired_hc1(appliance, payload)
@@ -136,10 +167,14 @@ def test_reissue_of_an_expired_certificate(appliance: Appliance) -> None:
     old_claims = hc1_claims(old)
     assert old_claims[4] < time.time()  # really expired
 
-    response = appliance.stub().Reissue(
-        pb.ReissueRequest(items=[pb.ReissueItem(id="old", hc1=old)])
-    )
-    (result,) = response.results
+    request = pb.ReissueRequest(items=[pb.ReissueItem(id="old", hc1=old)])
+
+    # Signed with the PIN directly in the HSM, outside the appliance: the ledger has no record.
+    (refused,) = appliance.stub().Reissue(request, timeout=60).results
+    assert [e.code for e in refused.rejected.errors] == ["hc1_not_issued_here"], refused
+    _register(appliance, old)
+
+    (result,) = appliance.stub().Reissue(request, timeout=60).results
     assert result.id == "old" and result.HasField("signed"), result
     new = result.signed
     assert hc1_verifies(new.hc1, dscs[new.kid])

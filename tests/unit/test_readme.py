@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from signer.cli import main
+from signer.front.handlers import LEDGER_ERROR_CODES
 from signer.front.policy import POLICY_ERROR_CODES
 from signer.hcert.validation import ERROR_CODES
 from signer.hcert.verify import VERIFY_REASONS
@@ -18,7 +19,16 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
 
 
 @pytest.mark.parametrize(
-    "code", sorted({*ERROR_CODES, *SERVICE_ERROR_CODES, *POLICY_ERROR_CODES, *VERIFY_REASONS})
+    "code",
+    sorted(
+        {
+            *ERROR_CODES,
+            *SERVICE_ERROR_CODES,
+            *POLICY_ERROR_CODES,
+            *LEDGER_ERROR_CODES,
+            *VERIFY_REASONS,
+        }
+    ),
 )
 def test_readme_lists_every_code(code: str) -> None:
     assert f"| `{code}` |" in README
