@@ -103,7 +103,7 @@ class SqliteLedger:
 
     def known(self, signatures: Collection[bytes]) -> set[bytes]:
         """Which of these SIGNATURE hashes any chain of the ledger has a record of."""
-        wanted, found = list(signatures), set()
+        wanted, found = list(signatures), set[bytes]()
         try:
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]
