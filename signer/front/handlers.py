@@ -27,7 +27,7 @@ from signer.front.policy import Grant, Policy
 from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
 from signer.front.quotas import Admission, Refusal, retry_info_trailer
 from signer.front.tls import LOCAL_IDENTITY, client_identity
-from signer.ledger.records import Entry
+from signer.ledger.records import pack_header
 from signer.ledger.sqlite import LedgerError
 from signer.ledger.writer import LedgerWriter
 
@@ -292,7 +292,7 @@ class Front:
     ) -> set[tuple[int, int]]:
         """Reissue only of what this appliance issued (issue 8 §6): an original whose SIGNATURE
         hash the ledger has no record of is refused, and its new signature never leaves."""
-        originals = {i.replaces for r in results for *_, i in r.issued if i.replaces is not None}
+        originals = {old for r in results for *_, old in r.issued if old is not None}
         try:
             known = await self._ledger.known(originals)
         except LedgerError as e:
@@ -300,7 +300,7 @@ class Front:
                 grpc.StatusCode.UNAVAILABLE, f"the issuance ledger cannot be read; retry ({e})"
             ) from None
         unknown = {
-            chunk: [index for index, *_, i in result.issued if i.replaces not in known]
+            chunk: [index for index, *_, old in result.issued if old not in known]
             for chunk, result in enumerate(results)
         }
         for chunk, indexes in unknown.items():
@@ -343,27 +343,14 @@ def _entries(
     rpc: str,
     client: str,
     operator: str | None,
-) -> list[Entry]:
-    """One ledger entry for every item signed and returned as signed, in request order."""
-    now_us = time.time_ns() // 1000
+) -> list[tuple[bytes, bytes]]:
+    """(SIGNATURE hash, record body) of every item signed and returned as signed, in request
+    order: the batch's header bytes once, then each item's part as its worker packed it."""
+    header = pack_header(time.time_ns() // 1000, client, operator, rpc)
     return [
-        Entry(
-            now_us,
-            client,
-            operator,
-            rpc,
-            kid,
-            alg,
-            issuance.cert_type.value if issuance.cert_type is not None else None,
-            iat or None,
-            exp or None,
-            issuance.uci,
-            issuance.country_uci,
-            issuance.signature,
-            issuance.replaces,
-        )
+        (signature, header + item)
         for chunk, result in enumerate(results)
-        for index, kid, alg, iat, exp, issuance in result.issued
+        for index, item, signature, _ in result.issued
         if (chunk, index) not in refused
     ]
 

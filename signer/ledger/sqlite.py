@@ -17,37 +17,22 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from signer.errors import BackendError
-from signer.ledger.records import COLUMNS, GENESIS, Entry, Record, link
+from signer.ledger.records import GENESIS, Record, link
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuance (
     chain TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    time_us INTEGER NOT NULL,
-    client TEXT NOT NULL,
-    operator TEXT,
-    rpc TEXT NOT NULL,
-    kid BLOB NOT NULL,
-    alg TEXT NOT NULL,
-    cert_type TEXT,
-    iat INTEGER,
-    exp INTEGER,
-    uci BLOB,
-    country_uci BLOB,
     signature BLOB NOT NULL,
-    replaces BLOB,
+    body BLOB NOT NULL,
     prev BLOB NOT NULL,
     hash BLOB NOT NULL,
     PRIMARY KEY (chain, seq)
 );
 CREATE INDEX IF NOT EXISTS issuance_signature ON issuance (signature);
-CREATE INDEX IF NOT EXISTS issuance_uci ON issuance (uci);
 CREATE TABLE IF NOT EXISTS heartbeat (chain TEXT PRIMARY KEY, time_us INTEGER NOT NULL);
 """
-_INSERT = (
-    f"INSERT INTO issuance ({', '.join(COLUMNS)}, prev, hash) "  # noqa: S608 - constants
-    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
-)
+_INSERT = "INSERT INTO issuance (chain, seq, signature, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 class LedgerError(BackendError):
@@ -79,17 +64,18 @@ class SqliteLedger:
         """The sequence number of the chain's last record (0 when empty)."""
         return self._seq
 
-    def append(self, entries: Sequence[Entry]) -> list[Record]:
-        """Number, chain and commit ``entries`` in one transaction; all or nothing."""
-        records, prev = [], self._head
-        for offset, entry in enumerate(entries, start=1):
-            record = link(self.chain, self._seq + offset, entry, prev)
+    def append(self, items: Sequence[tuple[bytes, bytes]]) -> list[Record]:
+        """Number, chain and commit ``(signature hash, body)`` pairs in one transaction; all or
+        nothing."""
+        records, prev, chain = [], self._head, self.chain
+        for offset, (signature, body) in enumerate(items, start=1):
+            record = link(chain, self._seq + offset, signature, body, prev)
             records.append(record)
             prev = record.hash
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(_INSERT, [(*r.fields(), r.prev, r.hash) for r in records])
+                self._db.executemany(_INSERT, records)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
@@ -167,12 +153,11 @@ def open_for_reading(path: Path) -> sqlite3.Connection:
 def read_records(db: sqlite3.Connection, chain: str) -> Iterator[Record]:
     """The chain's records in sequence order, as stored (nothing checked)."""
     cursor = db.execute(
-        f"SELECT {', '.join(COLUMNS)}, prev, hash FROM issuance "  # noqa: S608 - constants
-        "WHERE chain = ? ORDER BY seq",
+        "SELECT chain, seq, signature, body, prev, hash FROM issuance WHERE chain = ? ORDER BY seq",
         (chain,),
     )
     for row in cursor:
-        yield Record(row[0], row[1], Entry(*row[2:-2]), row[-2], row[-1])
+        yield Record(*row)
 
 
 def chains(db: sqlite3.Connection) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from signer.ledger.records import GENESIS, Record, chain_hash
+from signer.ledger.records import GENESIS, Record, chain_hash, decode
 
 
 class Finding(NamedTuple):
@@ -42,8 +42,15 @@ def verify_chain(chain: str, records: Iterable[Record]) -> ChainReport:
                 "inserted, deleted or moved here"
             )
             return ChainReport(chain, count, Finding(chain, record.seq, problem))
-        if chain_hash(record.prev, record.fields()) != record.hash:
+        if chain_hash(record.prev, chain, record.seq, record.body) != record.hash:
             problem = f"record {record.seq} was changed after it was written"
+            return ChainReport(chain, count, Finding(chain, record.seq, problem))
+        try:
+            signature = decode(record.body).signature
+        except ValueError as e:
+            return ChainReport(chain, count, Finding(chain, record.seq, str(e)))
+        if signature != record.signature:
+            problem = f"record {record.seq}: its signature column was changed after it was written"
             return ChainReport(chain, count, Finding(chain, record.seq, problem))
         prev, expected = record.hash, expected + 1
     return ChainReport(chain, count, None)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Final
 
 from signer import metrics
-from signer.ledger.records import Entry
 from signer.ledger.sqlite import LedgerError, SqliteLedger
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ class LedgerWriter:
         self._store: SqliteLedger | None = None
         self._on_health = on_health
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ledger")
-        self._pending: list[tuple[Sequence[Entry], asyncio.Future[None]]] = []
+        self._pending: list[tuple[Sequence[tuple[bytes, bytes]], asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._probing: asyncio.Task[None] | None = None
         self.healthy = True
@@ -51,8 +50,9 @@ class LedgerWriter:
             raise LedgerError("the ledger is not open yet")
         return self._store
 
-    async def record(self, entries: Sequence[Entry]) -> None:
-        """Return once ``entries`` are committed; raise :class:`LedgerError` if they cannot be."""
+    async def record(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
+        """Return once ``(signature hash, body)`` entries are committed; raise
+        :class:`LedgerError` if they cannot be."""
         if not entries:
             return
         future = asyncio.get_running_loop().create_future()

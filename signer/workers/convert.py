@@ -14,7 +14,6 @@ from signer.domain import (
     CertType,
     HashItem,
     HcertItem,
-    Issuance,
     ItemError,
     ItemResult,
     OutputOptions,
@@ -25,6 +24,7 @@ from signer.hcert.revocation import signature_hash
 from signer.hcert.verify import Verification
 from signer.keys.registry import KeyRegistry
 from signer.keys.state import KeyState
+from signer.ledger.records import pack_item
 from signer.service import SigningService
 from signer.verification import VerificationService
 
@@ -47,8 +47,9 @@ MAX_QR_SCALE = 32
 #: across the chunks of one batch.
 Uvcis = list[tuple[int, str, str]]
 
-#: (index in the chunk, kid, alg, iat, exp, issuance) of each signed item, for the front's ledger.
-Issued = list[tuple[int, bytes, str, int, int, Issuance]]
+#: (index in the chunk, ledger item bytes, SIGNATURE hash, SIGNATURE hash of the certificate a
+#: Reissue replaces) of each signed item, for the front's ledger.
+Issued = list[tuple[int, bytes, bytes, bytes | None]]
 
 
 def sign_chunk(
@@ -87,18 +88,12 @@ def sign_hash_chunk(service: SigningService, body: bytes) -> tuple[bytes, Issued
     request = pb.SignHashRequest.FromString(body)
     items = [HashItem(item.id, item.digest) for item in request.items]
     alg, results = service.sign_hashes(items, request.kid)
-    issued = [
-        (
-            index,
-            request.kid,
-            alg.value,
-            0,
-            0,
-            Issuance(None, None, None, signature_hash(r.signature, alg)),
-        )
-        for index, r in enumerate(results)
-        if r.signature is not None
-    ]
+    issued: Issued = []
+    for index, result in enumerate(results):
+        if result.signature is not None:
+            signature = signature_hash(result.signature, alg)
+            item = pack_item(request.kid, alg.value, None, None, None, None, None, signature, None)
+            issued.append((index, item, signature, None))
     response = pb.SignHashResponse(
         alg=_ALG_TO_PB[alg],
         results=[
@@ -140,11 +135,25 @@ def _uvcis(results: list[ItemResult]) -> Uvcis:
 
 
 def _issued(results: list[ItemResult]) -> Issued:
-    return [
-        (index, r.signed.kid, r.signed.alg.value, r.signed.iat, r.signed.exp, r.signed.issuance)
-        for index, r in enumerate(results)
-        if r.signed is not None and r.signed.issuance is not None
-    ]
+    issued = []
+    for index, result in enumerate(results):
+        signed = result.signed
+        if signed is None or signed.issuance is None:
+            continue
+        cert_type, uci, country_uci, signature, replaces = signed.issuance
+        item = pack_item(
+            signed.kid,
+            signed.alg.value,
+            cert_type.value if cert_type is not None else None,
+            signed.iat,
+            signed.exp,
+            uci,
+            country_uci,
+            signature,
+            replaces,
+        )
+        issued.append((index, item, signature, replaces))
+    return issued
 
 
 def _output(options: pb.OutputOptions) -> OutputOptions | None:

@@ -26,7 +26,7 @@ from PIL import Image
 
 from signer.api.v1 import signer_pb2 as pb
 from signer.bench.payloads import vaccination_payloads
-from signer.ledger.records import Entry
+from signer.ledger.records import Entry, encode
 from signer.ledger.sqlite import SqliteLedger
 from tests.conftest import Appliance, start_appliance, stop_appliance
 from tests.independent import cose_bytes, hc1_claims, hc1_verifies, untag
@@ -156,7 +156,7 @@ def _register(appliance: Appliance, hc1: str) -> None:
         signature,
         None,
     )
-    store.append([entry])
+    store.append([(signature, encode(entry))])
     store.close()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from signer.cli import main
 from signer.hcert.revocation import truncated_sha256
-from signer.ledger.records import Entry, link
+from signer.ledger.records import Entry, decode, encode, link
 from signer.ledger.sqlite import SqliteLedger, chains, open_for_reading, read_records
 from signer.ledger.verify import verify_chain
 
@@ -36,12 +36,25 @@ def _entry(n: int) -> Entry:
     )
 
 
+def _item(n: int) -> tuple[bytes, bytes]:
+    entry = _entry(n)
+    return entry.signature, encode(entry)
+
+
+def _rogue_body(path: Path, seq: int) -> bytes:
+    """Record ``seq``'s body with another client, as someone with write access would put it."""
+    db = open_for_reading(path)
+    record = next(r for r in read_records(db, CHAIN) if r.seq == seq)
+    db.close()
+    return encode(record.entry._replace(client="rogue"))
+
+
 @pytest.fixture
 def ledger(tmp_path: Path) -> Path:
     path = tmp_path / "ledger.sqlite"
     store = SqliteLedger(path, CHAIN)
-    store.append([_entry(n) for n in range(1, 6)])
-    store.append([_entry(n) for n in range(6, 11)])
+    store.append([_item(n) for n in range(1, 6)])
+    store.append([_item(n) for n in range(6, 11)])
     store.close()
     return path
 
@@ -72,7 +85,7 @@ def test_intact_chain_numbers_from_one(ledger: Path, capsys: pytest.CaptureFixtu
 def test_reopened_ledger_continues_the_chain(ledger: Path) -> None:
     store = SqliteLedger(ledger, CHAIN)
     assert store.seq == 10
-    [record] = store.append([_entry(11)])
+    [record] = store.append([_item(11)])
     store.close()
     assert record.seq == 11
     db = open_for_reading(ledger)
@@ -83,8 +96,8 @@ def test_reopened_ledger_continues_the_chain(ledger: Path) -> None:
 @pytest.mark.parametrize(
     ("tamper", "first_bad", "words"),
     [
-        ("UPDATE issuance SET client = 'rogue' WHERE seq = 4", 4, "changed"),
-        ("UPDATE issuance SET signature = x'00' WHERE seq = 1", 1, "changed"),
+        ("UPDATE issuance SET signature = x'00' WHERE seq = 1", 1, "signature column"),
+        ("UPDATE issuance SET body = x'01' WHERE seq = 2", 2, "changed"),
         ("DELETE FROM issuance WHERE seq = 6", 6, "missing"),
         ("DELETE FROM issuance WHERE seq IN (1, 2)", 1, "missing"),
         # a record moved: 3 and 7 trade places (their seq numbers kept)
@@ -114,14 +127,14 @@ def test_an_inserted_record_breaks_the_links_after_it(
     db = open_for_reading(ledger)
     fifth = next(r for r in read_records(db, CHAIN) if r.seq == 5)
     db.close()
-    forged = link(CHAIN, 6, _entry(99), fifth.hash)
+    forged = link(CHAIN, 6, *_item(99), fifth.hash)
     _sql(ledger, "UPDATE issuance SET seq = seq + 1000 WHERE seq >= 6")
     _sql(ledger, "UPDATE issuance SET seq = seq - 999 WHERE seq >= 1000")
     db = sqlite3.connect(ledger)
     with db:
         db.execute(
-            "INSERT INTO issuance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*forged.fields(), forged.prev, forged.hash),
+            "INSERT INTO issuance VALUES (?, ?, ?, ?, ?, ?)",
+            forged,
         )
     db.close()
     status, output = _audit(ledger, capsys)
@@ -142,17 +155,37 @@ def test_missing_or_empty_ledger_is_an_error(
 
 def test_a_failed_commit_leaves_no_gap(tmp_path: Path) -> None:
     store = SqliteLedger(tmp_path / "ledger.sqlite", CHAIN)
-    store.append([_entry(1)])
+    store.append([_item(1)])
     _sql(
         tmp_path / "ledger.sqlite",
         "CREATE TRIGGER refuse BEFORE INSERT ON issuance BEGIN SELECT RAISE(ABORT, 'no'); END",
     )
     with pytest.raises(Exception, match="cannot write the ledger"):
-        store.append([_entry(2), _entry(3)])
+        store.append([_item(2), _item(3)])
     assert store.seq == 1
     _sql(tmp_path / "ledger.sqlite", "DROP TRIGGER refuse")
-    [record] = store.append([_entry(2)])
+    [record] = store.append([_item(2)])
     store.close()
     assert record.seq == 2
     db = open_for_reading(tmp_path / "ledger.sqlite")
     assert verify_chain(CHAIN, read_records(db, CHAIN)).finding is None
+
+
+def test_an_edited_field_is_named(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = sqlite3.connect(ledger)
+    with db:
+        db.execute("UPDATE issuance SET body = ? WHERE seq = 4", (_rogue_body(ledger, 4),))
+    db.close()
+    status, output = _audit(ledger, capsys)
+    assert status == 1 and "BROKEN at sequence number 4: record 4 was changed" in output
+
+
+def test_bodies_decode_to_what_was_encoded() -> None:
+    for n in (1, 2):
+        assert decode(encode(_entry(n))) == _entry(n)
+    hash_only = _entry(3)._replace(cert_type=None, iat=None, exp=None, uci=None, country_uci=None)
+    assert decode(encode(hash_only)) == hash_only
+    reissue = _entry(4)._replace(rpc="Reissue", replaces=b"r" * 16)
+    assert decode(encode(reissue)) == reissue
+    with pytest.raises(ValueError, match=r"does not decode|wrong length"):
+        decode(encode(reissue)[:-3])
