@@ -4,7 +4,9 @@ verify`` on the live file, and fail-closed signing when the ledger's disk is ful
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -130,6 +132,28 @@ def test_reissue_records_the_certificate_it_replaces(fresh: Appliance) -> None:
     assert last.entry.rpc == "Reissue" and last.entry.operator is None
     assert last.entry.replaces == _signature_hash(old)
     assert last.entry.signature == _signature_hash(new)
+
+
+def test_audit_show_answers_who_issued_a_certificate(fresh: Appliance) -> None:
+    payloads = vaccination_payloads(3, seed=84)
+    response = fresh.stub().SignBatch(
+        pb.SignBatchRequest(items=items(payloads, "w")),
+        metadata=[("x-operator-id", "clerk-2")],
+        timeout=60,
+    )
+    second = response.results[1].signed
+    base = [sys.executable, "-m", "signer.cli", "audit", "show", "--config", str(fresh.config_path)]
+    by_uci = subprocess.run(
+        [*base, "--uci", payloads[1]["v"][0]["ci"]], capture_output=True, text=True, check=True
+    )
+    [line] = [json.loads(text) for text in by_uci.stdout.splitlines()]
+    assert (line["client"], line["operator"], line["rpc"]) == ("local", "clerk-2", "SignBatch")
+    assert base64.b64decode(line["kid"]) == second.kid and line["iat"] == second.iat
+    signature = base64.b64encode(_signature_hash(second.hc1)).decode()
+    by_signature = subprocess.run(
+        [*base, "--signature-hash", signature], capture_output=True, text=True, check=True
+    )
+    assert [json.loads(t)["seq"] for t in by_signature.stdout.splitlines()] == [line["seq"]]
 
 
 def test_audit_verify_reads_the_live_ledger(fresh: Appliance) -> None:
