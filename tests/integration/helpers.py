@@ -6,19 +6,24 @@ the PyPI ``base45`` package (``tests/independent.py`` takes the strings apart th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import subprocess
 import time
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 import base45 as pypi_base45
 import cbor2
 import grpc
 import psutil
+import pytest
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -206,3 +211,49 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
+
+
+# --- full file systems ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(directory: Path, size: str, what: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``directory`` (needs root, as CI has); under CI=true a
+    refused mount fails the test instead of skipping it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        message = f"cannot mount a tmpfs for {what}: {mount.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write filler until the file system refuses another byte; the filler file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def signature_hash(hc1: str) -> bytes:
+    """HCERT.md §9 SIGNATURE, computed here from the COSE bytes: r alone for ES256 (alg -7)."""
+    parts = CoseParts.of(hc1)
+    signature = parts.signature
+    return hashlib.sha256(signature[:32] if parts.header()[1] == -7 else signature).digest()[:16]

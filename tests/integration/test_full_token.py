@@ -8,7 +8,6 @@ has); under CI=true a refused mount fails the test instead of skipping it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,40 +19,14 @@ from signer.api.v1 import signer_pb2 as pb
 from signer.bench.payloads import vaccination_payloads
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_verifies
+from tests.integration.helpers import fill, tiny_tmpfs
 
 
 @pytest.fixture
 def tiny_token_dir(tmp_path: Path) -> Iterator[Path]:
     require_softhsm()
-    tokens = tmp_path / "dev" / "softhsm" / "tokens"
-    tokens.mkdir(parents=True)
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(tokens)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mount.returncode != 0:
-        message = f"cannot mount a tmpfs for the full-token test: {mount.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield tokens
-    finally:
-        subprocess.run(["umount", "-l", str(tokens)], check=False)
-
-
-def _fill(directory: Path) -> None:
-    """Write filler until the file system refuses another byte."""
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 512)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with tiny_tmpfs(tmp_path / "dev" / "softhsm" / "tokens", "1m", "the full-token test") as d:
+        yield d
 
 
 def _keys(appliance: Appliance, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,7 +45,7 @@ def test_generation_fails_cleanly_and_signing_continues(
     try:
         before = _keys(appliance, "list", "--json")
         assert before.returncode == 0, before.stderr
-        _fill(tiny_token_dir)
+        fill(tiny_token_dir)
 
         refused = _keys(
             appliance, "generate", "--label", "no-room", "--alg", "ES256", "--types", "vaccination"

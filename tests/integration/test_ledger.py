@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,7 +25,15 @@ from signer.ledger.sqlite import chains, open_for_reading, read_records
 from signer.ledger.writer import PROBE_SECONDS
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_claims, hc1_verifies
-from tests.integration.helpers import CoseParts, items, to_json, wait_until
+from tests.integration.helpers import (
+    CoseParts,
+    fill,
+    items,
+    signature_hash,
+    tiny_tmpfs,
+    to_json,
+    wait_until,
+)
 
 OPERATOR = "nurse-7"
 
@@ -53,13 +60,6 @@ def _records(path: Path) -> list[Record]:
 
 def _sha16(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:16]
-
-
-def _signature_hash(hc1: str) -> bytes:
-    """HCERT.md §9 SIGNATURE, computed from the COSE bytes here: r alone for ES256 (alg -7)."""
-    parts = CoseParts.of(hc1)
-    signature = parts.signature
-    return _sha16(signature[:32] if parts.header()[1] == -7 else signature)
 
 
 def _audit_verify(appliance: Appliance) -> subprocess.CompletedProcess[str]:
@@ -112,7 +112,7 @@ def test_one_record_per_signed_item_with_independent_revocation_hashes(fresh: Ap
         assert (entry.iat, entry.exp) == (claims[6], claims[4])
         assert entry.uci == _sha16(uvci.encode())
         assert entry.country_uci == _sha16((claims[1] + uvci).encode())
-        assert entry.signature == _signature_hash(result.hc1)
+        assert entry.signature == signature_hash(result.hc1)
         assert entry.replaces is None
         assert len(entry.uci) == len(entry.country_uci) == len(entry.signature) == 16
 
@@ -130,8 +130,8 @@ def test_reissue_records_the_certificate_it_replaces(fresh: Appliance) -> None:
     new = response.results[0].signed.hc1
     last = _records(fresh.directory / "dev" / "ledger.sqlite")[-1]
     assert last.entry.rpc == "Reissue" and last.entry.operator is None
-    assert last.entry.replaces == _signature_hash(old)
-    assert last.entry.signature == _signature_hash(new)
+    assert last.entry.replaces == signature_hash(old)
+    assert last.entry.signature == signature_hash(new)
 
 
 def test_audit_show_answers_who_issued_a_certificate(fresh: Appliance) -> None:
@@ -149,7 +149,7 @@ def test_audit_show_answers_who_issued_a_certificate(fresh: Appliance) -> None:
     [line] = [json.loads(text) for text in by_uci.stdout.splitlines()]
     assert (line["client"], line["operator"], line["rpc"]) == ("local", "clerk-2", "SignBatch")
     assert base64.b64decode(line["kid"]) == second.kid and line["iat"] == second.iat
-    signature = base64.b64encode(_signature_hash(second.hc1)).decode()
+    signature = base64.b64encode(signature_hash(second.hc1)).decode()
     by_signature = subprocess.run(
         [*base, "--signature-hash", signature], capture_output=True, text=True, check=True
     )
@@ -172,37 +172,8 @@ def test_audit_verify_reads_the_live_ledger(fresh: Appliance) -> None:
 @pytest.fixture
 def tiny_ledger_dir(tmp_path: Path) -> Iterator[Path]:
     require_softhsm()
-    directory = tmp_path / "ledger"
-    directory.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mount.returncode != 0:
-        message = f"cannot mount a tmpfs for the full-ledger test: {mount.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with tiny_tmpfs(tmp_path / "ledger", "2m", "the full-ledger test") as directory:
         yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
-def _fill(directory: Path) -> Path:
-    """Write filler until the file system refuses another byte."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 512)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 def _health(appliance: Appliance) -> int:
@@ -225,7 +196,7 @@ def test_a_full_ledger_disk_signs_nothing_until_it_has_room(
             r.WhichOneof("outcome") == "signed" for r in stub.SignBatch(batch, timeout=60).results
         )
         before = len(_records(path))
-        filler = _fill(tiny_ledger_dir)
+        filler = fill(tiny_ledger_dir)
 
         with pytest.raises(grpc.RpcError) as refused:
             stub.SignBatch(batch, timeout=60)

@@ -30,7 +30,7 @@ from signer.ledger.records import Entry, encode
 from signer.ledger.sqlite import SqliteLedger
 from tests.conftest import Appliance, start_appliance, stop_appliance
 from tests.independent import cose_bytes, hc1_claims, hc1_verifies, untag
-from tests.integration.helpers import CoseParts
+from tests.integration.helpers import CoseParts, signature_hash
 
 DAY = 86400
 
@@ -138,7 +138,7 @@ def _register(appliance: Appliance, hc1: str) -> None:
     from the COSE bytes: r alone for ES256)."""
     parts = CoseParts.of(hc1)
     es256 = parts.header()[1] == -7
-    signature = hashlib.sha256(parts.signature[:32] if es256 else parts.signature).digest()[:16]
+    signature = signature_hash(hc1)
     claims = hc1_claims(hc1)
     store = SqliteLedger(appliance.directory / "dev" / "ledger.sqlite", "test-registrations")
     entry = Entry(
