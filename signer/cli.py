@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from signer.config import load_config
 from signer.errors import SignerError
 from signer.ledger.cli import add_audit_parser
+from signer.validate import add_validate_parser
 
 if TYPE_CHECKING:
     from signer.client import ClientTls, SignTally
@@ -23,6 +24,7 @@ _EPILOG = """\
 examples:
   signer serve                              dev appliance on embedded defaults (SoftHSM in .dev/)
   signer serve --config config/example.toml production: vendor PKCS#11 module, PIN from env/file
+  signer validate certs.jsonl --config config/example.toml --report report.html
   signer sign certs.jsonl --server 127.0.0.1:50051 > signed.jsonl
   signer trust-list --server 127.0.0.1:50051 --out trust/
   signer verify signed.jsonl --trust-dir trust/ --at 2027-06-01T00:00Z
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     sign.add_argument("file", help="JSONL input, or - for stdin")
     _add_signing_client_options(sign)
 
+    add_validate_parser(commands)
     trust = commands.add_parser(
         "trust-list",
         help="write every DSC the server knows as PEM files",
@@ -238,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "sign":
             return _sign(args)
+        if args.command == "validate":
+            from signer.validate import run_validate
+
+            return run_validate(args)
         if args.command == "trust-list":
             return _trust_list(args)
         if args.command == "reissue":

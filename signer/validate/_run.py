@@ -1,0 +1,146 @@
+"""Stream a JSONL file through worker processes, chunk by chunk; write results in input order.
+
+Memory stays flat: the parent reads one chunk at a time and keeps at most two chunks per worker
+in flight. Duplicate UVCIs are the one cross-record rule, so the parent decides them, in input
+order, over the whole file (``signer sign`` sends the file in batches and checks each batch; a
+repeat across batches is as wrong, so it is reported here too).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import itertools
+import multiprocessing
+import multiprocessing.pool
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from signer.config import Config
+from signer.domain import ItemError
+from signer.validate._check import Checked, check_chunk, init_worker, rejected_line
+from signer.validate._report import CsvErrors
+from signer.validate._summary import Summary
+
+CHUNK_LINES = 2000
+_Job = tuple["multiprocessing.pool.AsyncResult[list[Checked]]", int]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def read_items(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(line number, payload text) per non-blank line, as ``signer sign`` numbers its items."""
+    for number, line in enumerate(lines, start=1):
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield number, text
+
+
+class _Uvcis:
+    """First line of each valid record's UVCI, over the whole file."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, int] = {}
+
+    def duplicates(self, checked: list[Checked]) -> list[Checked]:
+        """``checked`` with each repeat of an earlier valid record's UVCI turned into a
+        ``duplicate_uvci`` error, as ``SigningService`` does within a batch."""
+        out = []
+        for item in checked:
+            if item.uvci is None:
+                out.append(item)
+                continue
+            # The key of find_duplicate_uvcis: UVCIs differing only in "#<check>" are the same.
+            earlier = self._first.setdefault(item.uvci.partition("#")[0], item.line)
+            if earlier == item.line:
+                out.append(item)
+                continue
+            message = (
+                f'ci "{item.uvci}" repeats the UVCI of item {str(earlier)!r} in this file; '
+                "each certificate needs its own UVCI"
+            )
+            error = ItemError("duplicate_uvci", item.uvci_path, message)
+            faults = (("duplicate_uvci", item.uvci_path),)
+            out.append(Checked(item.line, rejected_line(item.line, [error]), faults, None, ""))
+        return out
+
+
+class _Progress:
+    """Records done, rate and ETA on stderr: often on a terminal, every ~2 s otherwise."""
+
+    def __init__(self, stream: IO[str] | None, total_bytes: int | None) -> None:
+        self._stream = stream
+        self._tty = stream is not None and stream.isatty()
+        self._every = 0.2 if self._tty else 2.0
+        self._total = total_bytes
+        self._started = self._last = time.monotonic()
+
+    def update(self, records: int, done_bytes: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if self._stream is None or (not final and now - self._last < self._every):
+            return
+        self._last = now
+        elapsed = max(now - self._started, 1e-9)
+        text = f"{records} records, {records / elapsed:,.0f}/s"
+        if self._total and done_bytes and not final:
+            eta = elapsed * (self._total - done_bytes) / done_bytes
+            text += f", ETA {eta:.0f} s"
+        end = "\n" if final or not self._tty else ""
+        self._stream.write(("\r" if self._tty else "") + text + end)
+        self._stream.flush()
+
+
+def _chunks(source: IO[str]) -> Iterator[tuple[list[tuple[int, str]], int]]:
+    items = read_items(source)
+    while chunk := list(itertools.islice(items, CHUNK_LINES)):
+        yield chunk, sum(len(text) + 1 for _, text in chunk)
+
+
+def validate_file(
+    source: IO[str],
+    config: Config,
+    out: IO[str],
+    *,
+    processes: int,
+    csv_out: IO[str] | None = None,
+    progress: IO[str] | None = None,
+    total_bytes: int | None = None,
+) -> Summary:
+    """Validate every non-blank line of ``source``; one JSON line each to ``out``, in order."""
+    now = dt.datetime.now(dt.UTC)  # one instant for the whole file: the same verdict per run
+    summary, uvcis = Summary(), _Uvcis()
+    errors = CsvErrors(csv_out) if csv_out is not None else None
+    meter = _Progress(progress, total_bytes)
+    done_bytes = 0
+
+    def emit(checked: list[Checked], size: int) -> None:
+        nonlocal done_bytes
+        for item in uvcis.duplicates(checked):
+            out.write(item.text + "\n")
+            summary.add(item.line, item.faults)
+            if errors is not None:
+                errors.add(item.line, item.faults)
+        done_bytes += size
+        meter.update(summary.records, done_bytes)
+
+    if processes <= 1:
+        init_worker(config)
+        for chunk, size in _chunks(source):
+            emit(check_chunk((chunk, now)), size)
+    else:
+        with multiprocessing.Pool(processes, initializer=init_worker, initargs=(config,)) as pool:
+            pending: collections.deque[_Job] = collections.deque()
+            for chunk, size in _chunks(source):
+                pending.append((pool.apply_async(check_chunk, ((chunk, now),)), size))
+                if len(pending) >= 2 * processes:
+                    result, done = pending.popleft()
+                    emit(result.get(), done)
+            while pending:
+                result, done = pending.popleft()
+                emit(result.get(), done)
+    meter.update(summary.records, done_bytes, final=True)
+    return summary
