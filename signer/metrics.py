@@ -11,7 +11,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 ITEMS = Counter(
-    "hcert_items_total", "Batch items processed, by outcome (signed / rejected).", ["outcome"]
+    "hcert_items_total",
+    "Batch items processed, by outcome (signed / valid for validate_only / rejected).",
+    ["outcome"],
 )
 ITEM_ERRORS = Counter(
     "hcert_item_errors_total", "Item errors (an item may carry several), by code.", ["code"]

@@ -223,7 +223,7 @@ class Front:
             raise _Abort(
                 grpc.StatusCode.UNAVAILABLE, "no signing worker is logged in to the HSM; retry"
             )
-        if rpc != "Verify" and not self._ledger.healthy:
+        if _signs(rpc, request) and not self._ledger.healthy:
             metrics.REFUSALS.labels("ledger").inc()
             raise _Abort(
                 grpc.StatusCode.UNAVAILABLE,
@@ -310,6 +310,13 @@ class Front:
                     {index: NOT_ISSUED_HERE for index in indexes},
                 )
         return {(chunk, index) for chunk, indexes in unknown.items() for index in indexes}
+
+
+def _signs(rpc: str, request: Any) -> bool:
+    """Whether the call hands out signatures (and so needs a ledger that takes writes)."""
+    if rpc in ("SignBatch", "SignStream"):
+        return not request.validate_only
+    return rpc != "Verify"
 
 
 def _rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:

@@ -1,6 +1,6 @@
 """One chunk of input lines → one :class:`Checked` per non-blank line (runs in worker processes).
 
-The per-item check is ``SigningService._prepare_json`` itself, not a copy: the size limit, the
+The per-item check is ``SigningService.check_json`` itself, not a copy: the size limit, the
 JSON parse and ``validate_payload`` with the config's policy. The service's registry is never
 touched by that stage, so the offline path builds the service without one.
 """
@@ -15,7 +15,7 @@ from typing import NamedTuple, cast
 from signer.config import Config
 from signer.domain import ItemError, ItemResult, SignItem
 from signer.keys.registry import KeyRegistry
-from signer.service import ALL_TYPES, SigningService, _uvci_path
+from signer.service import ALL_TYPES, SigningService
 
 #: (code, JSON pointer) pairs of one rejected record, for the summary and the CSV.
 Faults = tuple[tuple[str, str], ...]
@@ -46,18 +46,18 @@ class _Checker:
     """The signing service's JSON stage, set up once per process."""
 
     def __init__(self, config: Config) -> None:
-        # _prepare_json only reads the config; the registry matters only when signing.
+        # check_json only reads the config; the registry matters only when signing.
         self._service = SigningService(config, cast(KeyRegistry, None))
 
     def check(self, line: int, text: str, now: dt.datetime) -> Checked:
-        outcome = self._service._prepare_json(SignItem(str(line), text), now, ALL_TYPES)
+        outcome = self._service.check_json(SignItem(str(line), text), now, ALL_TYPES)
         if isinstance(outcome, ItemResult):
             faults = tuple((e.code, e.path) for e in outcome.errors)
             return Checked(line, rejected_line(line, outcome.errors), faults, None, "")
         warnings = [error_json(w) for w in outcome.warnings]
         record = {"line": line, "id": str(line), "valid": True, "warnings": warnings}
-        path = _uvci_path(outcome.cert_type)
-        return Checked(line, json.dumps(record, ensure_ascii=False), (), outcome.uvci, path)
+        text = json.dumps(record, ensure_ascii=False)
+        return Checked(line, text, (), outcome.uvci, outcome.uvci_path)
 
 
 _checker: _Checker | None = None

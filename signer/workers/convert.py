@@ -25,7 +25,7 @@ from signer.hcert.verify import Verification
 from signer.keys.registry import KeyRegistry
 from signer.keys.state import KeyState
 from signer.ledger.records import pack_item
-from signer.service import SigningService
+from signer.service import Ready, SigningService
 from signer.verification import VerificationService
 
 _ALG_FROM_PB = {pb.ALGORITHM_ES256: Alg.ES256, pb.ALGORITHM_PS256: Alg.PS256}
@@ -57,10 +57,29 @@ def sign_chunk(
 ) -> tuple[bytes, Uvcis, Issued]:
     request = pb.SignBatchRequest.FromString(body)
     items = [SignItem(item.id, item.payload_json) for item in request.items]
+    if request.validate_only:
+        return _validate_only(service.validate_batch(items, types))
     results = service.sign_batch(
-        items, _ALG_FROM_PB.get(request.alg), rpc, _output(request.output), types
+        items, _ALG_FROM_PB.get(request.alg), _output(request.output), types
     )
     return _batch_response(results).SerializeToString(), _uvcis(results), _issued(results)
+
+
+def _validate_only(outcomes: list[ItemResult | Ready]) -> tuple[bytes, Uvcis, Issued]:
+    """Each item rejected or ``valid``; the UVCIs go to the front's cross-chunk duplicate check
+    as a signed item's do, and nothing goes to the ledger."""
+    response = pb.SignBatchResponse()
+    uvcis: Uvcis = []
+    for index, outcome in enumerate(outcomes):
+        out = response.results.add(id=outcome.id)
+        if isinstance(outcome, ItemResult):
+            out.rejected.errors.extend(_error_to_pb(e) for e in outcome.errors)
+            continue
+        out.valid.certificate_type = _TYPE_TO_PB[outcome.cert_type]
+        out.valid.warnings.extend(_error_to_pb(w) for w in outcome.warnings)
+        if outcome.uvci is not None:
+            uvcis.append((index, outcome.uvci_path, outcome.uvci))
+    return response.SerializeToString(), uvcis, []
 
 
 def reissue_chunk(

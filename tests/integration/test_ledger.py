@@ -206,6 +206,9 @@ def test_a_full_ledger_disk_signs_nothing_until_it_has_room(
         with pytest.raises(grpc.RpcError) as still:
             stub.SignBatch(pb.SignBatchRequest(items=batch.items[:1]), timeout=60)
         assert still.value.code() is grpc.StatusCode.UNAVAILABLE
+        checking = pb.SignBatchRequest(items=batch.items[:3], validate_only=True)
+        checked = stub.SignBatch(checking, timeout=60).results  # signs nothing: still answered
+        assert [r.WhichOneof("outcome") for r in checked] == ["valid"] * 3
         assert len(_records(path)) == before  # nothing of the refused batches was recorded
         time.sleep(3 * PROBE_SECONDS)  # the probes find the disk still full
         assert _health(appliance) == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -119,8 +119,14 @@ class SignBatchRequest(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     ALG_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     alg: Global___Algorithm.ValueType
     """Preferred algorithm; UNSPECIFIED picks ES256 when an ES256 key is active for the type."""
+    validate_only: _builtins.bool
+    """Check the items without signing them: each gets the result signing would give it short of
+    the key (rejected with the same errors, or `valid`), with no HSM call and nothing in the
+    ledger. Needs the same permission as signing.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignItem]: ...
     @_builtins.property
@@ -131,10 +137,11 @@ class SignBatchRequest(_message.Message):
         items: _abc.Iterable[Global___SignItem] | None = ...,
         alg: Global___Algorithm.ValueType = ...,
         output: Global___OutputOptions | None = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "items", b"items", "output", b"output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "items", b"items", "output", b"output", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -270,29 +277,62 @@ class Rejected(_message.Message):
 Global___Rejected: _TypeAlias = Rejected  # noqa: Y015
 
 @_typing.final
+class Valid(_message.Message):
+    """A validate_only item that signing would accept."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_TYPE_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    certificate_type: Global___CertificateType.ValueType
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemError]:
+        """it would be signed anyway, e.g. a deprecated code"""
+
+    def __init__(
+        self,
+        *,
+        certificate_type: Global___CertificateType.ValueType = ...,
+        warnings: _abc.Iterable[Global___ItemError] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_type", b"certificate_type", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Valid: _TypeAlias = Valid  # noqa: Y015
+
+@_typing.final
 class ItemResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     SIGNED_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
+    VALID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     @_builtins.property
     def signed(self) -> Global___Signed: ...
     @_builtins.property
     def rejected(self) -> Global___Rejected: ...
+    @_builtins.property
+    def valid(self) -> Global___Valid:
+        """only for validate_only"""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         signed: Global___Signed | None = ...,
         rejected: Global___Rejected | None = ...,
+        valid: Global___Valid | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "rejected", b"rejected", "signed", b"signed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "rejected", b"rejected", "signed", b"signed", "valid", b"valid"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "outcome", b"outcome", "rejected", b"rejected", "signed", b"signed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "outcome", b"outcome", "rejected", b"rejected", "signed", b"signed", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["signed", "rejected"]  # noqa: Y015
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["signed", "rejected", "valid"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
