@@ -12,10 +12,10 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import grpc
 from cryptography import x509
@@ -23,7 +23,9 @@ from cryptography.hazmat.primitives import serialization
 
 from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
+from signer.domain import ItemError
 from signer.errors import BackendError, ConfigError, RequestError
+from signer.jsonl import not_utf8, open_text, records, stdin_text
 
 _ALGS = {"": pb.ALGORITHM_UNSPECIFIED, "ES256": pb.ALGORITHM_ES256, "PS256": pb.ALGORITHM_PS256}
 _ALG_NAMES = {pb.ALGORITHM_ES256: "ES256", pb.ALGORITHM_PS256: "PS256"}
@@ -142,22 +144,32 @@ class QrFiles:
         return written
 
 
+class _Lines(NamedTuple):
+    """The input lines of one request, with the results of those that cannot be sent."""
+
+    numbers: list[int]  # every line, in order
+    local: dict[int, pb.ItemResult]  # line → its result, given here (the line is not UTF-8)
+
+
+def _rejected_here(number: int, error: ItemError) -> pb.ItemResult:
+    errors = [pb.ItemError(code=error.code, path=error.path, message=error.message)]
+    return pb.ItemResult(id=str(number), rejected=pb.Rejected(errors=errors))
+
+
 def _batches(
     lines: Iterable[str], size: int, alg: str, output: pb.OutputOptions | None
-) -> Iterator[tuple[list[int], pb.SignBatchRequest]]:
-    numbers: list[int] = []
-    items: list[pb.SignItem] = []
-    for number, line in enumerate(lines, start=1):
-        text = line.rstrip("\r\n")
-        if not text.strip():
-            continue
-        numbers.append(number)
-        items.append(pb.SignItem(id=str(number), payload_json=text))
-        if len(items) == size:
-            yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg], output=output)
-            numbers, items = [], []
-    if items:
-        yield numbers, pb.SignBatchRequest(items=items, alg=_ALGS[alg], output=output)
+) -> Iterator[tuple[_Lines, pb.SignBatchRequest]]:
+    chunks = records(lines)
+    while chunk := list(itertools.islice(chunks, size)):
+        local: dict[int, pb.ItemResult] = {}
+        items = []
+        for number, text in chunk:
+            if (error := not_utf8(number, text)) is not None:
+                local[number] = _rejected_here(number, error)
+            else:
+                items.append(pb.SignItem(id=str(number), payload_json=text))
+        request = pb.SignBatchRequest(items=items, alg=_ALGS[alg], output=output)
+        yield _Lines([n for n, _ in chunk], local), request
 
 
 class _Results:
@@ -170,8 +182,10 @@ class _Results:
         self._progress = progress
         self._started = self._last = time.monotonic()
 
-    def write(self, numbers: Sequence[int], results: Iterable[pb.ItemResult]) -> None:
-        for number, result in zip(numbers, results, strict=True):
+    def write(self, lines: _Lines, results: Iterable[pb.ItemResult]) -> None:
+        answers = iter(results)
+        for number in lines.numbers:
+            result = lines.local.get(number) or next(answers)
             line = _result_json(number, result)
             if result.HasField("signed"):
                 self.tally.signed += 1
@@ -194,9 +208,9 @@ class _Results:
 @contextlib.contextmanager
 def _input(path: Path | None) -> Iterator[IO[str]]:
     if path is None:
-        yield sys.stdin
+        yield stdin_text()
     else:
-        with path.open(encoding="utf-8") as source:
+        with open_text(path) as source:
             yield source
 
 
@@ -214,12 +228,12 @@ def sign_file(
     """Sign every non-blank line of ``path`` (None = stdin) through SignStream; one JSON result
     line per input, in input order."""
     results = _Results(out, progress, qr)
-    pending: list[list[int]] = []
+    pending: list[_Lines] = []
     with _input(path) as source:
 
         def requests() -> Iterator[pb.SignBatchRequest]:
-            for numbers, request in _batches(source, batch, alg, qr.options() if qr else None):
-                pending.append(numbers)
+            for lines, request in _batches(source, batch, alg, qr.options() if qr else None):
+                pending.append(lines)
                 yield request
 
         try:
@@ -277,12 +291,22 @@ def reissue_file(
             with channel(address, tls) as ch:
                 stub = pb_grpc.SignerStub(ch)
                 while chunk := list(itertools.islice(lines, batch)):
+                    local = {
+                        n: _rejected_here(n, error)
+                        for n, text in chunk
+                        if (error := not_utf8(n, text)) is not None
+                    }
                     request = pb.ReissueRequest(
-                        items=[pb.ReissueItem(id=str(n), hc1=text) for n, text in chunk],
+                        items=[
+                            pb.ReissueItem(id=str(n), hc1=text)
+                            for n, text in chunk
+                            if n not in local
+                        ],
                         alg=_ALGS[alg],
                         output=qr.options() if qr else None,
                     )
-                    results.write([n for n, _ in chunk], stub.Reissue(request).results)
+                    numbers = [n for n, _ in chunk]
+                    results.write(_Lines(numbers, local), stub.Reissue(request).results)
         except grpc.RpcError as e:
             raise _rpc_error(e, address) from e
     return results.finish()

@@ -14,8 +14,14 @@ from typing import NamedTuple, cast
 
 from signer.config import Config
 from signer.domain import ItemError, ItemResult, SignItem
+from signer.jsonl import not_utf8
 from signer.keys.registry import KeyRegistry
 from signer.service import ALL_TYPES, SigningService
+
+#: Codes only ``signer validate`` gives: the file, not the payload, is at fault.
+VALIDATE_ERROR_CODES: dict[str, str] = {
+    "utf8": "signer validate: the line is not UTF-8 text; the file goes on with the next line.",
+}
 
 #: (code, JSON pointer) pairs of one rejected record, for the summary and the CSV.
 Faults = tuple[tuple[str, str], ...]
@@ -50,6 +56,8 @@ class _Checker:
         self._service = SigningService(config, cast(KeyRegistry, None))
 
     def check(self, line: int, text: str, now: dt.datetime) -> Checked:
+        if (error := not_utf8(line, text)) is not None:
+            return Checked(line, rejected_line(line, [error]), (("utf8", ""),), None, "")
         outcome = self._service.check_json(SignItem(str(line), text), now, ALL_TYPES)
         if isinstance(outcome, ItemResult):
             faults = tuple((e.code, e.path) for e in outcome.errors)

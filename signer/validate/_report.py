@@ -8,6 +8,7 @@ from typing import IO
 
 from signer.hcert.validation import ERROR_CODES
 from signer.service import SERVICE_ERROR_CODES
+from signer.validate._check import VALIDATE_ERROR_CODES
 from signer.validate._summary import Summary
 
 _TOP_CHART = 10
@@ -21,7 +22,9 @@ td.n{text-align:right}
 
 
 def _meaning(code: str) -> str:
-    return ERROR_CODES.get(code) or SERVICE_ERROR_CODES.get(code, "")
+    return (
+        ERROR_CODES.get(code) or SERVICE_ERROR_CODES.get(code) or VALIDATE_ERROR_CODES.get(code, "")
+    )
 
 
 def write_html(summary: Summary, source: str, out: IO[str]) -> None:

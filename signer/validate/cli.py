@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from signer.errors import ConfigError
+from signer.jsonl import open_text, stdin_text
 
 
 def add_validate_parser(
@@ -46,6 +47,8 @@ def add_validate_parser(
 
 def _open(path: Path, option: str, mode: str) -> IO[str]:
     try:
+        if mode == "r":
+            return open_text(path)  # a line that is not UTF-8 gets a utf8 error; the file goes on
         return path.open(mode, encoding="utf-8", newline="" if option == "--csv" else None)
     except OSError as e:
         what = "read" if mode == "r" else "write"
@@ -67,7 +70,7 @@ def run_validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with contextlib.ExitStack() as stack:
         if args.file == "-":
-            source, total = sys.stdin, None
+            source, total = stdin_text(), None
         else:
             path = Path(args.file)
             source = stack.enter_context(_open(path, "FILE", "r"))
@@ -84,10 +87,6 @@ def run_validate(args: argparse.Namespace) -> int:
                 progress=None if args.quiet else sys.stderr,
                 total_bytes=total,
             )
-        except UnicodeDecodeError as e:
-            raise ConfigError(
-                f"{args.file} is not UTF-8 text (byte {e.start} of a chunk); save it as UTF-8"
-            ) from e
         except OSError as e:
             raise ConfigError(f"I/O error while validating {args.file}: {e}") from e
     summary.write(sys.stderr)

@@ -109,6 +109,36 @@ def test_sign_with_a_bad_line_exits_1_and_names_the_line(
     assert "1 rejected" in run.stderr
 
 
+def test_sign_reports_a_line_that_is_not_utf8_and_signs_the_rest(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    """A Latin-1 byte in line 2 cannot go on the wire (protobuf strings are UTF-8): that line
+    gets a utf8 error from the client, in its place, and the lines around it are signed; a
+    batch boundary right after it keeps the order."""
+    good = [to_json(p).encode() for p in vaccination_payloads(4, seed=6)]
+    bad = good[1].replace(b'"ver"', b'"v\xe9r"', 1)
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"\n".join([good[0], bad, good[2], good[3]]) + b"\n")
+
+    run = run_cli(
+        "sign", str(source), "--server", appliance.address, "--out", str(out), "--batch", "2"
+    )
+
+    assert run.returncode == 1, run.stderr
+    results = read_jsonl(out)
+    assert [r["line"] for r in results] == [1, 2, 3, 4]
+    assert [e["code"] for e in results[1]["errors"]] == ["utf8"]
+    assert "byte 0xe9" in results[1]["errors"][0]["message"]
+    dscs = {kid_of_der(der): der for der in _trust_ders(appliance)}
+    for n in (0, 2, 3):
+        kid = base64.b64decode(results[n]["kid"])
+        assert hc1_verifies(results[n]["hc1"], x509.load_der_x509_certificate(dscs[kid]))
+
+
+def _trust_ders(appliance: Appliance) -> list[bytes]:
+    return [entry.certificate_der for entry in appliance.trust_list()]
+
+
 def test_help_of_every_command(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("signer")
     assert script.exists(), f"the console script {script} is missing: pip install -e ."

@@ -14,6 +14,7 @@ from signer.front.policy import POLICY_ERROR_CODES
 from signer.hcert.validation import ERROR_CODES
 from signer.hcert.verify import VERIFY_REASONS
 from signer.service import SERVICE_ERROR_CODES
+from signer.validate._check import VALIDATE_ERROR_CODES
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -26,6 +27,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
             *SERVICE_ERROR_CODES,
             *POLICY_ERROR_CODES,
             *LEDGER_ERROR_CODES,
+            *VALIDATE_ERROR_CODES,
             *VERIFY_REASONS,
         }
     ),

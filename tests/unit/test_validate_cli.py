@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,8 @@ import pytest
 from signer.cli import main
 from signer.hcert.validation import ERROR_CODES
 from signer.service import SERVICE_ERROR_CODES
+from signer.validate._check import VALIDATE_ERROR_CODES
+from signer.validate._run import Progress
 
 SAMPLE = Path(__file__).parents[1] / "vectors" / "sample.jsonl"
 STRICT = """\
@@ -100,6 +105,7 @@ def test_every_offline_code_is_reachable(tmp_path: Path) -> None:
     assert set(BAD_LINES) == (set(ERROR_CODES) | set(SERVICE_ERROR_CODES)) - ONLINE_ONLY - {
         "transliteration_unchecked"  # a warning, checked below
     }
+    assert set(VALIDATE_ERROR_CODES) == {"utf8"}  # bytes, not text: its own test below
     codes = list(BAD_LINES)
     status, out = _run(tmp_path, [_base_line(), *BAD_LINES.values()])
     assert status == 1
@@ -203,3 +209,68 @@ def test_processes_1_and_2_give_the_same_output(tmp_path: Path) -> None:
     results = _results(out_one)
     assert [r["line"] for r in results] == list(range(1, 4501))
     assert results[4001]["errors"][0]["code"] == "duplicate_uvci"
+
+
+def test_a_line_that_is_not_utf8_is_rejected_and_the_file_goes_on(tmp_path: Path) -> None:
+    good = _base_line().encode()
+    bad = good.replace(b'"ver"', b'"v\xe9r"', 1)  # a Latin-1 é inside valid UTF-8 text
+    source = tmp_path / "mixed.jsonl"
+    source.write_bytes(b"\n".join([good, bad, good]) + b"\n")
+    out = tmp_path / "out.jsonl"
+    conf = tmp_path / "strict.toml"
+    conf.write_text(STRICT, encoding="utf-8")
+    status = main(["validate", str(source), "--config", str(conf), "--out", str(out), "--quiet"])
+    assert status == 1
+    results = _results(out)
+    assert [r["line"] for r in results] == [1, 2, 3]
+    [error] = results[1]["errors"]
+    assert error["code"] == "utf8" and error["path"] == ""
+    where = bad.decode("utf-8", "replace").index("\ufffd") + 1
+    assert f"(byte 0xe9 at character {where})" in error["message"]
+    assert results[0]["valid"] is True
+    assert [e["code"] for e in results[2]["errors"]] == ["duplicate_uvci"]  # line 1 again
+
+
+def test_a_non_utf8_line_on_stdin(tmp_path: Path) -> None:
+    conf = tmp_path / "strict.toml"
+    conf.write_text(STRICT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "signer.cli", "validate", "-", "--config", str(conf), "--quiet"],
+        input=_base_line().encode() + b"\n" + b'{"ver": "1.3.0\xff"}\n',
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert lines[0]["valid"] is True
+    assert [e["code"] for e in lines[1]["errors"]] == ["utf8"]
+
+
+def test_progress_shows_rate_and_eta_then_a_final_line() -> None:
+    stream = io.StringIO()
+    meter = Progress(stream, total_bytes=1000, every=0.0)
+    meter.update(100, 250)
+    meter.update(400, 1000, final=True)
+    first, final = stream.getvalue().splitlines()
+    assert first.startswith("100 records, ") and "/s, ETA " in first
+    assert final.startswith("400 records, ") and "ETA" not in final
+
+
+def test_progress_is_written_during_a_long_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the CLI on a file of several chunks: progress lines with an ETA, not only the
+    final count (the interval is shortened so the test need not run for seconds)."""
+    real = Progress.__init__
+
+    def every_chunk(
+        self: Progress, stream: Any, total: int | None, every: float | None = None
+    ) -> None:
+        real(self, stream, total, 0.0)
+
+    monkeypatch.setattr(Progress, "__init__", every_chunk)
+    _run(tmp_path, [_base_line()] * 5000, "--processes", "1")
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("2000 records") and "ETA" in line for line in err), err
+    assert any(line.startswith("5000 records") for line in err), err

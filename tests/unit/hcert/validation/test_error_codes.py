@@ -15,6 +15,7 @@ import pytest
 from signer.front.policy import POLICY_ERROR_CODES
 from signer.hcert.validation import ERROR_CODES, ValidationPolicy, validate_payload
 from signer.service import SERVICE_ERROR_CODES
+from signer.validate._check import VALIDATE_ERROR_CODES
 
 from .payloads import NOW, delete_at, lab_test, recovery, set_at, vaccination, with_checksum
 
@@ -232,8 +233,13 @@ def test_every_code_is_exercised_and_documented() -> None:
     # batch helper (both tested in their own modules).
     assert tabled | {"transliteration_unchecked", "duplicate_uvci"} == set(ERROR_CODES)
     docs = (Path(__file__).parents[4] / "docs" / "errors.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", docs, flags=re.MULTILINE))
-    assert documented == set(ERROR_CODES) | set(SERVICE_ERROR_CODES) | set(POLICY_ERROR_CODES)
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", docs, flags=re.MULTILINE))
+    assert documented == (
+        set(ERROR_CODES)
+        | set(SERVICE_ERROR_CODES)
+        | set(POLICY_ERROR_CODES)
+        | set(VALIDATE_ERROR_CODES)
+    )
 
 
 def test_mismatch_message_shows_both_values() -> None:
