@@ -83,6 +83,11 @@ def _batch(prefix: str, payloads: Sequence[object]) -> pb.SignBatchRequest:
     )
 
 
+def _validate_only(request: pb.SignBatchRequest) -> pb.SignBatchRequest:
+    request.validate_only = True
+    return request
+
+
 def test_issuer_signs_over_mutual_tls_and_may_sign_only_its_types(
     mtls: Appliance, dev_tls: DevTls
 ) -> None:
@@ -97,6 +102,9 @@ def test_issuer_signs_over_mutual_tls_and_may_sign_only_its_types(
         assert hc1_verifies(result.signed.hc1, dsc)
     refused = response.results[2]
     assert [(e.code, e.path) for e in refused.rejected.errors] == [("type_not_allowed", "/t")]
+    checked = signer.SignBatch(_validate_only(_batch("c", payloads)), timeout=60).results
+    assert [r.WhichOneof("outcome") for r in checked] == ["valid", "valid", "rejected"]
+    assert [e.code for e in checked[2].rejected.errors] == ["type_not_allowed"]
 
 
 def test_a_client_gets_only_the_rpcs_of_its_role(mtls: Appliance, dev_tls: DevTls) -> None:
@@ -104,6 +112,7 @@ def test_a_client_gets_only_the_rpcs_of_its_role(mtls: Appliance, dev_tls: DevTl
     assert reader.GetTrustList(pb.GetTrustListRequest(), timeout=30).entries
     for call, request in (
         (reader.SignBatch, _batch("r", vaccination_payloads(1, seed=72))),
+        (reader.SignBatch, _validate_only(_batch("v", vaccination_payloads(1, seed=72)))),
         (reader.Reissue, pb.ReissueRequest(items=[pb.ReissueItem(id="x", hc1="HC1:")])),
         (reader.SignHash, pb.SignHashRequest(items=[pb.HashItem(id="h", digest=b"0" * 32)])),
     ):
