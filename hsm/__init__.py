@@ -10,9 +10,10 @@ from __future__ import annotations
 from hsm._errors import HsmError, HsmLoginError, WeakKeyError
 from hsm._keys import KeyAlgorithm, SigningKey, check_private_key_attributes
 from hsm._softhsm import SoftHsm, find_softhsm_module
-from hsm._token import HsmToken, StoredCertificate, StoredData
+from hsm._token import AUDIT_LABEL, HsmToken, StoredCertificate, StoredData
 
 __all__ = [
+    "AUDIT_LABEL",
     "HsmError",
     "HsmLoginError",
     "HsmToken",

@@ -8,6 +8,7 @@ lives in the HSM, not in a local file.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,19 @@ from pkcs11.constants import CertificateType
 from pkcs11.exceptions import NoSuchToken, PinIncorrect, PinLenRange, PKCS11Error
 
 from hsm._errors import HsmError, HsmLoginError
-from hsm._keys import KeyAlgorithm, SigningKey, generate_keypair, public_key_der
+from hsm._keys import (
+    KeyAlgorithm,
+    SigningKey,
+    check_private_key_attributes,
+    generate_keypair,
+    public_key_der,
+)
 
 _P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")  # DER OID secp256r1
+
+#: The label (and CKA_ID) of the issuance ledger's audit key: it signs ledger checkpoints, never
+#: a certificate, so it is no signing key.
+AUDIT_LABEL = "hcert-ledger-audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +80,12 @@ class HsmToken:
     # -- keys --------------------------------------------------------------------------------
 
     def signing_keys(self) -> list[SigningKey]:
-        """Every private key in the token that HCERT can use (P-256 EC, RSA-2048+)."""
+        """Every private key in the token that HCERT can use (P-256 EC, RSA-2048+), except the
+        ledger's audit key."""
         keys: list[SigningKey] = []
         for obj in self._objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
             algorithm = _algorithm_of(obj)
-            if algorithm is not None:
+            if algorithm is not None and str(obj[Attribute.LABEL]) != AUDIT_LABEL:
                 keys.append(
                     SigningKey(
                         label=str(obj[Attribute.LABEL]),
@@ -96,6 +108,29 @@ class HsmToken:
                 self.destroy_key_objects(key_id)
             raise
         return SigningKey(label=label, key_id=key_id, algorithm=algorithm, handle=private)
+
+    def audit_key(self, *, create: bool) -> tuple[SigningKey, bytes] | None:
+        """The ledger's audit key and its public key (SPKI DER): a P-256 key made in the token
+        with the same sign-only, never-extractable template as a DSC key. With ``create`` it is
+        generated when missing. Should two replicas have made one at once, every process picks
+        the same one: the lowest public key."""
+        found = []
+        for obj in self._objects(
+            {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: AUDIT_LABEL}
+        ):
+            key_id = bytes(obj[Attribute.ID])
+            key = SigningKey(AUDIT_LABEL, key_id, KeyAlgorithm.EC_P256, obj)  # type: ignore[arg-type]
+            found.append((self.public_key_der(key_id), key))
+        if not found and create:
+            key_id = AUDIT_LABEL.encode() + os.urandom(4)
+            _, private = generate_keypair(self._session, KeyAlgorithm.EC_P256, AUDIT_LABEL, key_id)
+            key = SigningKey(AUDIT_LABEL, key_id, KeyAlgorithm.EC_P256, private)
+            found.append((self.public_key_der(key_id), key))
+        if not found:
+            return None
+        public, key = min(found, key=lambda pair: pair[0])
+        check_private_key_attributes(key.handle)
+        return key, public
 
     def find_key(self, label: str) -> SigningKey | None:
         """The HCERT-usable private key with this label, or None."""

@@ -130,10 +130,20 @@ class AuditConfig:
 class LedgerConfig:
     """The issuance ledger (issue 8): one record per signed item, hash-chained. ``path`` is its
     SQLite file ("" = ``<dev>/ledger.sqlite`` in a dev config); ``chain`` names this appliance's
-    chain ("" = the host name), so replicas sharing one database keep apart chains."""
+    chain ("" = the host name), so replicas sharing one database keep apart chains. A checkpoint
+    (the head signed in the HSM) is made every ``checkpoint_records`` records or
+    ``checkpoint_seconds`` seconds while records arrive, and at shutdown."""
 
     path: str = ""
     chain: str = ""
+    checkpoint_records: int = 10_000
+    checkpoint_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_records < 1 or self.checkpoint_seconds <= 0:
+            raise ConfigError(
+                "[ledger] checkpoint_records must be 1 or more and checkpoint_seconds above 0"
+            )
 
 
 IDENTITY_MODES = ("cn", "san_dns", "san_uri")

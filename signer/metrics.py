@@ -42,6 +42,13 @@ LEDGER_FAILURES = Counter(
     "hcert_ledger_write_failures_total",
     "Ledger commits that failed; their batches were answered UNAVAILABLE.",
 )
+LEDGER_CHECKPOINTS = Counter(
+    "hcert_ledger_checkpoints_total", "Ledger heads signed by the HSM's audit key and stored."
+)
+LEDGER_CHECKPOINT_FAILURES = Counter(
+    "hcert_ledger_checkpoint_failures_total",
+    "Ledger checkpoints that failed (HSM, storage, or a head that moved).",
+)
 SIGNATURES = Counter("hcert_signatures_total", "Signatures made in the HSM, by kid.", ["kid"])
 HSM_ERRORS = Counter("hcert_hsm_errors_total", "HSM operations that failed.")
 WORKER_READY = Gauge(

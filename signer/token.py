@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from hsm import HsmError, HsmToken, find_softhsm_module
+from hsm import HsmError, HsmToken, SoftHsm, find_softhsm_module
 from signer.config import Config
 from signer.errors import BackendError, ConfigError
 
@@ -30,3 +30,17 @@ def open_token(config: Config) -> HsmToken:
         return HsmToken(resolve_module(config), config.hsm.token_label, config.read_pin())
     except HsmError as e:
         raise BackendError(str(e)) from e
+
+
+def open_existing_token(config: Config) -> HsmToken:
+    """:func:`open_token` for the command-line tools: with a dev config, the dev token the
+    appliance created (never a new one)."""
+    if config.dev.bootstrap:
+        softhsm = SoftHsm(config.softhsm_dir)
+        if not softhsm.conf_path.exists():
+            raise ConfigError(
+                f"no dev token under {config.softhsm_dir}: start the dev appliance once "
+                "('make run' or 'signer serve') to create it"
+            )
+        softhsm.activate()
+    return open_token(config)

@@ -20,13 +20,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signer.config import Config
 from signer.devsetup import prepare_dev_environment
 from signer.errors import BackendError
 from signer.front.tls import check_listen_security
 from signer.token import resolve_module
+
+if TYPE_CHECKING:
+    from signer.front.pool import WorkerPool
+    from signer.ledger.checkpointer import Checkpointer
+    from signer.ledger.writer import LedgerWriter
 
 START_TIMEOUT = 120.0
 
@@ -76,6 +81,7 @@ async def _serve(
     ledger = LedgerWriter(config.ledger_path, config.ledger_chain, publish_health)
     pool = WorkerPool(config, publish_health)
     front = Front(config, pool, ledger)
+    checkpointer = _checkpointer(config, ledger, pool)
     for name in ("", SERVICE):
         await health_servicer.set(name, not_serving)
     server, port = _listen(config, front.handler(), health_servicer)
@@ -88,21 +94,11 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        say(f"starting {pool.size} signing worker(s) (HSM sessions) …")
-        await pool.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not pool.started() and time.monotonic() < deadline and not stop.is_set():
-            await asyncio.sleep(0.05)
+        await _start_workers(pool, checkpointer, stop, say)
+        if pool.serving and not ledger.healthy:
+            say(f"the ledger is not signing yet: {ledger.problem}")
         if ready_file is not None:
-            info = {
-                "host": config.server.host,
-                "port": port,
-                "metrics_port": metrics_port,
-                "pids": pool.pids,
-            }
-            tmp = ready_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(info))
-            tmp.replace(ready_file)
+            _write_ready(ready_file, config, port, metrics_port, pool.pids)
         say(_banner(config, port, metrics_port))
         if not pool.serving:
             say("no signing worker is serving yet (see the log above): health is NOT_SERVING")
@@ -112,10 +108,49 @@ async def _serve(
         publish_health()
         await server.stop(config.server.grace_seconds)
     finally:
+        await checkpointer.close()
         await pool.stop()
         await ledger.close()
     say("stopped")
     return 0
+
+
+async def _start_workers(
+    pool: WorkerPool, checkpointer: Checkpointer, stop: asyncio.Event, say: Callable[[str], None]
+) -> None:
+    """Start the workers and wait (up to START_TIMEOUT) for each to log in, then for the
+    ledger's head to be matched against the HSM's."""
+    say(f"starting {pool.size} signing worker(s) (HSM sessions) …")
+    await pool.start()
+    checkpointer.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not pool.started() and time.monotonic() < deadline and not stop.is_set():
+        await asyncio.sleep(0.05)
+    if pool.serving:
+        await checkpointer.anchored(timeout=10.0)
+
+
+def _write_ready(path: Path, config: Config, port: int, metrics_port: int, pids: list[int]) -> None:
+    """Where the appliance listens, for whoever started it (tests, scripts)."""
+    info = {"host": config.server.host, "port": port, "metrics_port": metrics_port, "pids": pids}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(path)
+
+
+def _checkpointer(config: Config, ledger: LedgerWriter, pool: WorkerPool) -> Checkpointer:
+    """Checkpoints of the ledger's head, signed by a worker like any chunk."""
+    from signer.front.pool import Chunk, ChunkResult
+    from signer.ledger.checkpointer import Checkpointer
+
+    async def ask(kind: str, body: bytes) -> bytes:
+        future: asyncio.Future[ChunkResult] = asyncio.get_running_loop().create_future()
+        pool.submit(Chunk(kind, body, frozenset(), "ledger", None, future))
+        return (await future).response
+
+    return Checkpointer(
+        ledger, ask, config.ledger.checkpoint_records, config.ledger.checkpoint_seconds
+    )
 
 
 def _listen(config: Config, handler: Any, health_servicer: Any) -> tuple[Any, int]:

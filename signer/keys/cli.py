@@ -19,11 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hsm import HsmToken, SoftHsm
+from hsm import HsmToken
 from signer.audit import AuditTrail
 from signer.config import Config, load_config
 from signer.domain import Alg, CertType
-from signer.errors import ConfigError, RequestError, SignerError
+from signer.errors import RequestError, SignerError
 from signer.keys.lifecycle import KeyManager, KeyRow, Outcome
 from signer.keys.officers import OfficerKey, Roster, approval_policy
 
@@ -71,17 +71,9 @@ def _officer(args: argparse.Namespace, roster: Roster, trail: AuditTrail) -> Off
 
 
 def open_token(config: Config) -> HsmToken:
-    from signer.token import open_token
+    from signer.token import open_existing_token
 
-    if config.dev.bootstrap:
-        softhsm = SoftHsm(config.softhsm_dir)
-        if not softhsm.conf_path.exists():
-            raise ConfigError(
-                f"no dev token under {config.softhsm_dir}: start the dev appliance once "
-                "('make run' or 'signer serve') to create it"
-            )
-        softhsm.activate()
-    return open_token(config)
+    return open_existing_token(config)
 
 
 def _dispatch(manager: KeyManager, officer: OfficerKey | None, args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``signer audit``: read the issuance ledger without the server or the HSM."""
+"""``signer audit``: read the issuance ledger and check it against the HSM's audit key."""
 
 from __future__ import annotations
 
@@ -6,14 +6,26 @@ import argparse
 import base64
 import binascii
 import json
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+    load_pem_public_key,
+)
+
+from hsm import HsmError
 from signer.config import load_config
+from signer.errors import BackendError, ConfigError
 from signer.hcert.revocation import truncated_sha256
-from signer.ledger.sqlite import chains, open_for_reading, read_records
-from signer.ledger.verify import verify_chain
+from signer.ledger.checkpoints import HEAD_APPLICATION, Head, unpack_head
+from signer.ledger.sqlite import chains, open_for_reading, read_checkpoints, read_records
+from signer.ledger.verify import verify_anchors, verify_chain
+from signer.token import open_existing_token
 
 
 def add_audit_parser(commands: Any) -> None:
@@ -28,13 +40,40 @@ def add_audit_parser(commands: Any) -> None:
         "verify",
         help="check every chain of the ledger and name the first bad record",
         description="Walk every chain of the ledger: numbering from 1 without gaps, each "
-        "record's link to the one before and its hash. Prints one line per chain and the "
-        "first bad sequence number of a broken one. Exit status 0 when every chain holds, 1 "
-        "when one is broken, 2 when the ledger is missing, empty or unreadable.",
+        "record's link to the one before and its hash; then its checkpoints, each signed by "
+        "the audit key in the HSM, and the head the HSM keeps for the chain (which finds a "
+        "rewritten stretch, a cut tail and an older copy). The audit key and heads are read "
+        "from the token of --config (PIN from env or file, as for serve); with --audit-key "
+        "the check runs without the HSM, against that pinned public key, and a tail cut after "
+        "the last stored checkpoint goes unseen. Prints one line per chain and the first bad "
+        "sequence number of a broken one. Exit status 0 when every chain holds, 1 when one is "
+        "broken, 2 when the ledger is missing, empty or unreadable, or the HSM cannot be read.",
     )
     verify.add_argument("--config", type=Path, help="TOML config (default: embedded dev)")
     verify.add_argument("--ledger", type=Path, help="the SQLite file; overrides the config")
     verify.add_argument("--chain", help="check only this chain")
+    verify.add_argument(
+        "--audit-key",
+        type=Path,
+        metavar="PEM",
+        help="the audit public key (from 'signer audit key'): check without the HSM",
+    )
+    verify.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="check the hash chain alone, without checkpoints or the HSM's head: this cannot "
+        "find a chain recomputed by someone with write access, nor a cut tail",
+    )
+
+    key = verbs.add_parser(
+        "key",
+        help="print the ledger's audit public key (PEM) from the HSM, for --audit-key",
+        description="Print the public half of the audit key that signs ledger checkpoints "
+        "(its private half never leaves the HSM), so an auditor can check a copy of the "
+        "ledger without the HSM. Exit status 2 when the token has no audit key yet (the "
+        "appliance makes one at its first start).",
+    )
+    key.add_argument("--config", type=Path, help="TOML config (default: embedded dev)")
 
     show = verbs.add_parser(
         "show",
@@ -57,7 +96,60 @@ def run(args: argparse.Namespace) -> int:
         return _verify(args)
     if args.audit_command == "show":
         return _show(args)
+    if args.audit_command == "key":
+        return _key(args)
     return 2
+
+
+class _Anchors(NamedTuple):
+    """What the chains are checked against beyond their own hashes."""
+
+    audit_key: bytes  # SPKI DER
+    heads: dict[str, Head]  # chain → the head the token keeps (empty without the HSM)
+
+
+def _anchors(args: argparse.Namespace) -> _Anchors | None:
+    """The audit key and the token's heads; None with --chain-only or when the token has no
+    audit key yet."""
+    if args.chain_only:
+        return None
+    if args.audit_key is not None:
+        try:
+            public = load_pem_public_key(args.audit_key.read_bytes())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--audit-key {args.audit_key}: not a PEM public key ({e})") from e
+        return _Anchors(public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo), {})
+    token = open_existing_token(load_config(args.config))
+    try:
+        found = token.audit_key(create=False)
+        heads = {
+            data.label: unpack_head(data.label, data.value)
+            for data in token.data_objects(HEAD_APPLICATION)
+        }
+    except HsmError as e:
+        raise BackendError(f"cannot read the audit key from the HSM: {e}") from e
+    finally:
+        token.close()
+    return None if found is None else _Anchors(found[1], heads)
+
+
+def _key(args: argparse.Namespace) -> int:
+    token = open_existing_token(load_config(args.config))
+    try:
+        found = token.audit_key(create=False)
+    except HsmError as e:
+        raise BackendError(f"cannot read the audit key from the HSM: {e}") from e
+    finally:
+        token.close()
+    if found is None:
+        print(
+            "error: the token has no ledger audit key yet: start the appliance once",
+            file=sys.stderr,
+        )
+        return 2
+    public = load_der_public_key(found[1])
+    sys.stdout.write(public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode())
+    return 0
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -98,20 +190,42 @@ def _verify(args: argparse.Namespace) -> int:
         if not names:
             print(f"error: the ledger {path} holds no records: nothing to verify", file=sys.stderr)
             return 2
-        broken = 0
-        for name in names:
-            report = verify_chain(name, read_records(db, name))
-            if report.records == 0:
-                print(f"chain {name!r}: no records", file=sys.stderr)
-                broken += 1
-            elif report.finding is None:
-                print(f"chain {name!r}: {report.records} record(s), intact")
-            else:
-                broken += 1
-                print(
-                    f"chain {name!r}: BROKEN at sequence number {report.finding.seq}: "
-                    f"{report.finding.problem}"
-                )
+        anchors = _anchors(args)
+        if anchors is None and not args.chain_only:
+            print(
+                "error: the token has no ledger audit key yet (the appliance makes one at its "
+                "first start): pass --chain-only to check the hash chain alone",
+                file=sys.stderr,
+            )
+            return 2
+        broken = sum(not _verify_one(db, name, anchors) for name in names)
         return 1 if broken else 0
     finally:
         db.close()
+
+
+def _verify_one(db: sqlite3.Connection, chain: str, anchors: _Anchors | None) -> bool:
+    """Check one chain and print one line about it; whether it holds."""
+    stored = read_checkpoints(db, chain)
+    head = anchors.heads.get(chain) if anchors is not None else None
+    wanted = {c.head.seq for c in stored} | ({head.seq} if head is not None else set())
+    report = verify_chain(chain, read_records(db, chain), wanted)
+    finding = report.finding
+    if report.records == 0 and head is None:
+        print(f"chain {chain!r}: no records", file=sys.stderr)
+        return False
+    if finding is None and anchors is not None:
+        finding = verify_anchors(report, stored, anchors.audit_key, head)
+    if finding is not None:
+        print(f"chain {chain!r}: BROKEN at sequence number {finding.seq}: {finding.problem}")
+        return False
+    if anchors is None:
+        print(f"chain {chain!r}: {report.records} record(s), hash chain intact (not anchored)")
+        return True
+    last = max(wanted, default=0)
+    where = "and the HSM's head" if head is not None else "(no head in the HSM: pinned key)"
+    print(
+        f"chain {chain!r}: {report.records} record(s), intact; {len(stored)} checkpoint(s) "
+        f"{where} match, the last at record {last}"
+    )
+    return True

@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from signer.errors import BackendError
+from signer.ledger.checkpoints import Checkpoint, Head
 from signer.ledger.records import GENESIS, Record, link
 
 SCHEMA = """
@@ -31,6 +32,15 @@ CREATE TABLE IF NOT EXISTS issuance (
 );
 CREATE INDEX IF NOT EXISTS issuance_signature ON issuance (signature);
 CREATE TABLE IF NOT EXISTS heartbeat (chain TEXT PRIMARY KEY, time_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    head BLOB NOT NULL,
+    time_us INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
 """
 _INSERT = "INSERT INTO issuance (chain, seq, signature, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -56,20 +66,56 @@ class SqliteLedger:
         except (OSError, sqlite3.Error) as e:
             os.close(self._lock)
             raise LedgerError(f"cannot open the ledger {path}: {e}") from e
-        self._seq: int = row[0] if row else 0
-        self._head: bytes = row[1] if row else GENESIS
+        # (seq, hash) of the last record, replaced whole so another thread never sees a torn pair
+        self._tip: tuple[int, bytes] = (row[0], row[1]) if row else (0, GENESIS)
 
     @property
     def seq(self) -> int:
         """The sequence number of the chain's last record (0 when empty)."""
-        return self._seq
+        return self._tip[0]
+
+    @property
+    def tip(self) -> tuple[int, bytes]:
+        """(sequence number, chain hash) of the last record: (0, GENESIS) when empty."""
+        return self._tip
+
+    def hash_at(self, seq: int) -> bytes | None:
+        """The chain hash of record ``seq`` of this chain (GENESIS for 0), None if absent."""
+        if seq == 0:
+            return GENESIS
+        try:
+            row = self._db.execute(
+                "SELECT hash FROM issuance WHERE chain = ? AND seq = ?", (self.chain, seq)
+            ).fetchone()
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the ledger {self.path}: {e}") from e
+        return row[0] if row else None
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        head = checkpoint.head
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        head.chain,
+                        head.seq,
+                        head.hash,
+                        head.time_us,
+                        checkpoint.key,
+                        checkpoint.signature,
+                    ),
+                )
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot write the ledger {self.path}: {e}") from e
 
     def append(self, items: Sequence[tuple[bytes, bytes]]) -> list[Record]:
         """Number, chain and commit ``(signature hash, body)`` pairs in one transaction; all or
         nothing."""
-        records, prev, chain = [], self._head, self.chain
+        (seq, prev), records, chain = self._tip, [], self.chain
         for offset, (signature, body) in enumerate(items, start=1):
-            record = link(chain, self._seq + offset, signature, body, prev)
+            record = link(chain, seq + offset, signature, body, prev)
             records.append(record)
             prev = record.hash
         try:
@@ -84,7 +130,7 @@ class SqliteLedger:
         except sqlite3.Error as e:
             raise LedgerError(f"cannot write the ledger {self.path}: {e}") from e
         if records:
-            self._seq, self._head = records[-1].seq, records[-1].hash
+            self._tip = (records[-1].seq, records[-1].hash)
         return records
 
     def known(self, signatures: Collection[bytes]) -> set[bytes]:
@@ -162,3 +208,19 @@ def read_records(db: sqlite3.Connection, chain: str) -> Iterator[Record]:
 
 def chains(db: sqlite3.Connection) -> list[str]:
     return [row[0] for row in db.execute("SELECT DISTINCT chain FROM issuance ORDER BY chain")]
+
+
+def read_checkpoints(db: sqlite3.Connection, chain: str) -> list[Checkpoint]:
+    """The chain's checkpoints in sequence order, as stored (nothing checked)."""
+    try:
+        cursor = db.execute(
+            "SELECT seq, head, time_us, key, signature FROM checkpoint WHERE chain = ? "
+            "ORDER BY seq",
+            (chain,),
+        )
+        return [
+            Checkpoint(Head(chain, seq, head, time_us), key, sig)
+            for seq, head, time_us, key, sig in cursor
+        ]
+    except sqlite3.OperationalError:  # a ledger written before checkpoints existed
+        return []

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from signer import metrics
 from signer.ledger.sqlite import LedgerError, SqliteLedger
@@ -23,6 +23,7 @@ from signer.ledger.sqlite import LedgerError, SqliteLedger
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS: Final = 1.0
+T = TypeVar("T")
 
 
 class LedgerWriter:
@@ -37,8 +38,42 @@ class LedgerWriter:
         self._pending: list[tuple[Sequence[tuple[bytes, bytes]], asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._probing: asyncio.Task[None] | None = None
-        self.healthy = True
-        self.problem = ""
+        self._writable = True
+        self._failure = ""
+        # Until the checkpointer has matched the chain against the HSM's head, and for good
+        # once it found them apart, the ledger is held: nothing signs.
+        self._held: str | None = "the ledger's head is not yet checked against the HSM"
+        self._final = False
+        self.on_append: Callable[[int], None] = lambda count: None
+
+    @property
+    def healthy(self) -> bool:
+        return self._writable and self._held is None
+
+    @property
+    def problem(self) -> str:
+        return self._held or self._failure
+
+    @property
+    def held_for_good(self) -> bool:
+        return self._final
+
+    def hold(self, problem: str, *, final: bool = False) -> None:
+        """Refuse signing until :meth:`release` (a probe write does not lift a hold); a
+        ``final`` hold lasts as long as the process."""
+        if self._held is None or final:
+            log.error("signing stops: %s", problem)
+        self._held, self._final = problem, self._final or final
+        self._on_health()
+
+    def release(self) -> None:
+        if not self._final:
+            self._held = None
+            self._on_health()
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` on the ledger's thread (the store is used from there alone)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     def open(self) -> None:
         """Open the database and take this appliance's chain; :class:`LedgerError` if not."""
@@ -83,6 +118,7 @@ class LedgerWriter:
                             future.set_exception(LedgerError(str(e)))
                     continue
                 metrics.LEDGER_RECORDS.inc(len(entries))
+                self.on_append(len(entries))
                 for _, future in group:
                     if not future.done():
                         future.set_result(None)
@@ -91,9 +127,9 @@ class LedgerWriter:
 
     def _fail(self, problem: str) -> None:
         metrics.LEDGER_FAILURES.inc()
-        if self.healthy:
+        if self._writable:
             log.error("the ledger cannot be written; signing stops until it can: %s", problem)
-        self.healthy, self.problem = False, problem
+        self._writable, self._failure = False, problem
         self._on_health()
         if self._probing is None:
             self._probing = asyncio.ensure_future(self._probe())
@@ -106,10 +142,10 @@ class LedgerWriter:
                 try:
                     await loop.run_in_executor(self._thread, self.store.probe)
                 except LedgerError as e:
-                    self.problem = str(e)
+                    self._failure = str(e)
                     continue
                 log.warning("the ledger takes writes again; signing resumes")
-                self.healthy, self.problem = True, ""
+                self._writable, self._failure = True, ""
                 self._on_health()
                 return
         finally:
