@@ -1,5 +1,5 @@
 # The README's verbs. Each target does all of its own set-up on a fresh Debian/Ubuntu machine:
-# system packages (softhsm2), the virtualenv, Python dependencies and generated code.
+# system packages (softhsm2, postgresql), the virtualenv, Python dependencies and generated code.
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -49,11 +49,17 @@ protos-check: $(STAMP)
 	    { echo "generated code is stale: run 'make protos' ($$(basename $$f))"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is current"
 
-## system-deps: softhsm2 from apt when missing
+## system-deps: softhsm2 and postgresql (the ledger tests' real server) from apt when missing
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 system-deps:
-	@command -v softhsm2-util >/dev/null 2>&1 || { \
-	  echo "softhsm2 is missing: installing it with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2; }
+	@missing=""; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing system packages:$$missing: installing them with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; \
+	fi
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml

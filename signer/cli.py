@@ -156,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
         help="then measure server CPU per one-item SignBatch against a bare grpc.aio call "
         "(this many calls each; 0 = skip)",
     )
+    bench.add_argument(
+        "--ledger",
+        help="the server's issuance ledger: a postgresql:// URL (its database must be empty of "
+        "the bench's chain) instead of a fresh SQLite file in the bench's temporary directory",
+    )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
     from signer.keys.cli_parser import add_devca_parser, add_keys_parser
@@ -193,8 +198,10 @@ def _add_serve_overrides(serve: argparse.ArgumentParser) -> None:
         "--client-ca", help="CA of client certificates (mutual TLS); overrides [tls] client_ca"
     )
     serve.add_argument(
-        "--ledger", help="the issuance ledger's SQLite file; overrides [ledger] path"
+        "--ledger",
+        help="the issuance ledger: a SQLite file or a postgresql:// URL; overrides [ledger]",
     )
+    serve.add_argument("--ledger-chain", help="this appliance's chain; overrides [ledger] chain")
 
 
 def _add_tls_client_options(command: argparse.ArgumentParser) -> None:
@@ -297,7 +304,7 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         "hsm": (("sessions", args.sessions),),
         "tls": (("cert", args.tls_cert), ("key", args.tls_key), ("client_ca", args.client_ca)),
-        "ledger": (("path", args.ledger),),
+        "ledger": (*_ledger_override(args.ledger), ("chain", args.ledger_chain)),
     }
     for section, pairs in sections.items():
         overrides = {k: v for k, v in pairs if v is not None}
@@ -305,6 +312,17 @@ def _serve(args: argparse.Namespace) -> int:
             config = replace(config, **{section: replace(getattr(config, section), **overrides)})
     config = config_checked(config, "command line")
     return serve(config, ready_file=args.ready_file, say=lambda line: print(line, flush=True))
+
+
+def _ledger_override(target: str | None) -> tuple[tuple[str, str | None], ...]:
+    """``--ledger``: a URL replaces [ledger] url and a path [ledger] path, the other cleared."""
+    from signer.ledger.store import is_postgres
+
+    if target is None:
+        return ()
+    return (
+        (("url", target), ("path", "")) if is_postgres(target) else (("path", target), ("url", ""))
+    )
 
 
 def _sign(args: argparse.Namespace) -> int:

@@ -129,17 +129,30 @@ class AuditConfig:
 @dataclass(frozen=True, slots=True)
 class LedgerConfig:
     """The issuance ledger (issue 8): one record per signed item, hash-chained. ``path`` is its
-    SQLite file ("" = ``<dev>/ledger.sqlite`` in a dev config); ``chain`` names this appliance's
-    chain ("" = the host name), so replicas sharing one database keep apart chains. A checkpoint
+    SQLite file ("" = ``<dev>/ledger.sqlite`` in a dev config), or ``url`` a PostgreSQL database
+    (``postgresql://…``, no password: libpq reads PGPASSWORD or PGPASSFILE) that replicas
+    share; ``chain`` names this appliance's chain ("" = the host name), so replicas sharing one
+    database keep apart chains. A checkpoint
     (the head signed in the HSM) is made every ``checkpoint_records`` records or
     ``checkpoint_seconds`` seconds while records arrive, and at shutdown."""
 
     path: str = ""
+    url: str = ""
     chain: str = ""
     checkpoint_records: int = 10_000
     checkpoint_seconds: float = 10.0
 
     def __post_init__(self) -> None:
+        from signer.ledger.store import check_target, is_postgres
+
+        if self.path and self.url:
+            raise ConfigError("[ledger] path and url: name one ledger, a SQLite file or a database")
+        if self.url:
+            check_target(self.url, "[ledger] url")
+            if not is_postgres(self.url):
+                raise ConfigError("[ledger] url must be a postgresql:// URL")
+        elif self.path and is_postgres(self.path):
+            raise ConfigError("[ledger] path names a database: give a PostgreSQL URL as url")
         if self.checkpoint_records < 1 or self.checkpoint_seconds <= 0:
             raise ConfigError(
                 "[ledger] checkpoint_records must be 1 or more and checkpoint_seconds above 0"
@@ -303,14 +316,17 @@ class Config:
         raise ConfigError("[audit] path is not set: name the key-management audit trail file")
 
     @property
-    def ledger_path(self) -> Path:
+    def ledger_target(self) -> str:
+        """The ledger: a PostgreSQL URL or a SQLite file's path (``signer.ledger.store``)."""
+        if self.ledger.url:
+            return self.ledger.url
         if self.ledger.path:
-            return Path(self.ledger.path).resolve()
+            return str(Path(self.ledger.path).resolve())
         if self.dev.bootstrap:
-            return self.dev_dir / "ledger.sqlite"
+            return str(self.dev_dir / "ledger.sqlite")
         raise ConfigError(
-            "[ledger] path is not set: name the SQLite file of the issuance ledger; the appliance "
-            "signs nothing it cannot record"
+            "[ledger] path or url is not set: name the SQLite file or the PostgreSQL database of "
+            "the issuance ledger; the appliance signs nothing it cannot record"
         )
 
     @property

@@ -1,6 +1,7 @@
 """Session fixtures: a real SoftHSM token and a real server on 127.0.0.1, started through the CLI.
 
-Under ``CI=true`` a missing SoftHSM fails the run instead of skipping (non-negotiable 2).
+Under ``CI=true`` a missing SoftHSM or PostgreSQL fails the run instead of skipping
+(non-negotiable 2).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
 from signer.devtls import DevTls, write_dev_tls
 from signer.keys.devca import DevCsca
+from tests.postgres import PostgresServer, require_postgres
 
 SERVER_START_TIMEOUT = 120.0
 
@@ -177,3 +179,14 @@ def dev_tls(tmp_path_factory: pytest.TempPathFactory) -> DevTls:
     main = write_dev_tls(directory, ["issuer-a", "reader-b"])
     foreign = write_dev_tls(tmp_path_factory.mktemp("dev-tls-foreign"), ["foreign"])
     return replace(main, clients={**expired.clients, **main.clients, **foreign.clients})
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a unix socket in a temporary directory (tests/postgres.py);
+    each test takes a database of its own with ``new_database``."""
+    server = PostgresServer(require_postgres())
+    try:
+        yield server
+    finally:
+        server.close()

@@ -68,7 +68,10 @@ def _start_server(
     ready = directory / "ready.json"
     command = [sys.executable, "-m", "signer.cli", "serve", "--port", "0", "--metrics-port", "0"]
     command += ["--sessions", str(workers), "--ready-file", str(ready)]
-    command += ["--ledger", str(directory / "ledger.sqlite")]  # the bench's own ledger
+    # the bench's own ledger: a fresh SQLite file, or the database it was given
+    command += ["--ledger", args.ledger or str(directory / "ledger.sqlite")]
+    # a chain of its own: the token keeps every chain's head, and each run starts a new chain
+    command += ["--ledger-chain", f"bench-{os.getpid()}-{time.time_ns()}"]
     if args.config is not None:
         command += ["--config", str(args.config)]
     log = (directory / "serve.log").open("wb")

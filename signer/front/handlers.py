@@ -28,7 +28,7 @@ from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
 from signer.front.quotas import Admission, Refusal, retry_info_trailer
 from signer.front.tls import LOCAL_IDENTITY, client_identity
 from signer.ledger.records import pack_header
-from signer.ledger.sqlite import LedgerError
+from signer.ledger.store import LedgerError
 from signer.ledger.writer import LedgerWriter
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ def serve(
     prepare_dev_environment(config)
     resolve_module(config)  # fail fast on a missing module …
     config.read_pin()  # … or a missing PIN, before starting anything
-    config.ledger_path  # noqa: B018 - … or no ledger: nothing is signed that is not recorded
+    config.ledger_target  # noqa: B018 - … or no ledger: nothing is signed that is not recorded
     metrics_dir = tempfile.mkdtemp(prefix="hcert-signer-metrics-")
     # Read by prometheus_client when it is first imported, here and in every worker.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -78,7 +78,7 @@ async def _serve(
             updates.add(task)
             task.add_done_callback(updates.discard)
 
-    ledger = LedgerWriter(config.ledger_path, config.ledger_chain, publish_health)
+    ledger = LedgerWriter(config.ledger_target, config.ledger_chain, publish_health)
     pool = WorkerPool(config, publish_health)
     front = Front(config, pool, ledger)
     checkpointer = _checkpointer(config, ledger, pool)

@@ -20,7 +20,7 @@ from typing import Final
 from signer import metrics
 from signer.ledger import checkpoints
 from signer.ledger.checkpoints import Checkpoint, Head
-from signer.ledger.sqlite import LedgerError
+from signer.ledger.store import LedgerError
 from signer.ledger.writer import LedgerWriter
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ import argparse
 import base64
 import binascii
 import json
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,9 +22,11 @@ from signer.config import load_config
 from signer.errors import BackendError, ConfigError
 from signer.hcert.revocation import truncated_sha256
 from signer.ledger.checkpoints import HEAD_APPLICATION, Head, unpack_head
-from signer.ledger.sqlite import chains, open_for_reading, read_checkpoints, read_records
+from signer.ledger.store import LedgerReader, check_target, open_reader
 from signer.ledger.verify import verify_anchors, verify_chain
 from signer.token import open_existing_token
+
+LEDGER_HELP = "the ledger: a SQLite file or a postgresql:// URL; overrides the config"
 
 
 def add_audit_parser(commands: Any) -> None:
@@ -50,7 +51,7 @@ def add_audit_parser(commands: Any) -> None:
         "broken, 2 when the ledger is missing, empty or unreadable, or the HSM cannot be read.",
     )
     verify.add_argument("--config", type=Path, help="TOML config (default: embedded dev)")
-    verify.add_argument("--ledger", type=Path, help="the SQLite file; overrides the config")
+    verify.add_argument("--ledger", help=LEDGER_HELP)
     verify.add_argument("--chain", help="check only this chain")
     verify.add_argument(
         "--audit-key",
@@ -83,7 +84,7 @@ def add_audit_parser(commands: Any) -> None:
         "with --uci or --signature-hash. Reads the file only; nothing is checked (use verify).",
     )
     show.add_argument("--config", type=Path, help="TOML config (default: embedded dev)")
-    show.add_argument("--ledger", type=Path, help="the SQLite file; overrides the config")
+    show.add_argument("--ledger", help=LEDGER_HELP)
     show.add_argument("--chain", help="only this chain")
     show.add_argument("--uci", metavar="UVCI", help="only the certificate with this UVCI")
     show.add_argument(
@@ -153,7 +154,6 @@ def _key(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    path = args.ledger if args.ledger is not None else load_config(args.config).ledger_path
     uci = truncated_sha256(args.uci.encode()) if args.uci else None
     try:
         wanted = (
@@ -162,10 +162,10 @@ def _show(args: argparse.Namespace) -> int:
     except binascii.Error:
         print("error: --signature-hash is not base64", file=sys.stderr)
         return 2
-    db = open_for_reading(path)
+    ledger = _open(args)
     try:
-        for name in [args.chain] if args.chain else chains(db):
-            for record in read_records(db, name):
+        for name in [args.chain] if args.chain else ledger.chains():
+            for record in ledger.records(name):
                 if wanted is not None and record.signature != wanted:
                     continue
                 entry = record.entry
@@ -174,8 +174,15 @@ def _show(args: argparse.Namespace) -> int:
                 line = {"chain": record.chain, "seq": record.seq, **entry._asdict()}
                 print(json.dumps({k: _text(v) for k, v in line.items()}))
     finally:
-        db.close()
+        ledger.close()
     return 0
+
+
+def _open(args: argparse.Namespace) -> LedgerReader:
+    """The ledger of ``--ledger``, else of the config."""
+    if args.ledger is not None:
+        return open_reader(check_target(args.ledger, "--ledger"))
+    return open_reader(load_config(args.config).ledger_target)
 
 
 def _text(value: object) -> object:
@@ -183,12 +190,14 @@ def _text(value: object) -> object:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    path = args.ledger if args.ledger is not None else load_config(args.config).ledger_path
-    db = open_for_reading(path)
+    ledger = _open(args)
     try:
-        names = [args.chain] if args.chain else chains(db)
+        names = [args.chain] if args.chain else ledger.chains()
         if not names:
-            print(f"error: the ledger {path} holds no records: nothing to verify", file=sys.stderr)
+            print(
+                f"error: the ledger {ledger.where} holds no records: nothing to verify",
+                file=sys.stderr,
+            )
             return 2
         anchors = _anchors(args)
         if anchors is None and not args.chain_only:
@@ -198,18 +207,18 @@ def _verify(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        broken = sum(not _verify_one(db, name, anchors) for name in names)
+        broken = sum(not _verify_one(ledger, name, anchors) for name in names)
         return 1 if broken else 0
     finally:
-        db.close()
+        ledger.close()
 
 
-def _verify_one(db: sqlite3.Connection, chain: str, anchors: _Anchors | None) -> bool:
+def _verify_one(ledger: LedgerReader, chain: str, anchors: _Anchors | None) -> bool:
     """Check one chain and print one line about it; whether it holds."""
-    stored = read_checkpoints(db, chain)
+    stored = ledger.checkpoints(chain)
     head = anchors.heads.get(chain) if anchors is not None else None
     wanted = {c.head.seq for c in stored} | ({head.seq} if head is not None else set())
-    report = verify_chain(chain, read_records(db, chain), wanted)
+    report = verify_chain(chain, ledger.records(chain), wanted)
     finding = report.finding
     if report.records == 0 and head is None:
         print(f"chain {chain!r}: no records", file=sys.stderr)

@@ -16,9 +16,9 @@ import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
-from signer.errors import BackendError
 from signer.ledger.checkpoints import Checkpoint, Head
 from signer.ledger.records import GENESIS, Record, link
+from signer.ledger.store import LedgerError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuance (
@@ -43,10 +43,6 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 );
 """
 _INSERT = "INSERT INTO issuance (chain, seq, signature, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?)"
-
-
-class LedgerError(BackendError):
-    """The ledger cannot be read or written; nothing that depends on it may proceed."""
 
 
 class SqliteLedger:
@@ -186,41 +182,47 @@ def _lock_chain(path: Path, chain: str) -> int:
     return fd
 
 
-def open_for_reading(path: Path) -> sqlite3.Connection:
-    """The ledger opened read-only; a missing file is an error, never an empty ledger."""
-    if not path.is_file():
-        raise LedgerError(f"no ledger at {path}: check [ledger] path")
-    try:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as e:
-        raise LedgerError(f"cannot open the ledger {path}: {e}") from e
+class SqliteReader:
+    """The ledger file opened read-only; a missing file is an error, never an empty ledger."""
 
+    def __init__(self, path: Path) -> None:
+        self.where = str(path)
+        if not path.is_file():
+            raise LedgerError(f"no ledger at {path}: check [ledger] path")
+        try:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot open the ledger {path}: {e}") from e
 
-def read_records(db: sqlite3.Connection, chain: str) -> Iterator[Record]:
-    """The chain's records in sequence order, as stored (nothing checked)."""
-    cursor = db.execute(
-        "SELECT chain, seq, signature, body, prev, hash FROM issuance WHERE chain = ? ORDER BY seq",
-        (chain,),
-    )
-    for row in cursor:
-        yield Record(*row)
+    def chains(self) -> list[str]:
+        try:
+            rows = self._db.execute("SELECT DISTINCT chain FROM issuance ORDER BY chain")
+            return [row[0] for row in rows]
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the ledger {self.where}: {e}") from e
 
-
-def chains(db: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in db.execute("SELECT DISTINCT chain FROM issuance ORDER BY chain")]
-
-
-def read_checkpoints(db: sqlite3.Connection, chain: str) -> list[Checkpoint]:
-    """The chain's checkpoints in sequence order, as stored (nothing checked)."""
-    try:
-        cursor = db.execute(
-            "SELECT seq, head, time_us, key, signature FROM checkpoint WHERE chain = ? "
+    def records(self, chain: str) -> Iterator[Record]:
+        cursor = self._db.execute(
+            "SELECT chain, seq, signature, body, prev, hash FROM issuance WHERE chain = ? "
             "ORDER BY seq",
             (chain,),
         )
-        return [
-            Checkpoint(Head(chain, seq, head, time_us), key, sig)
-            for seq, head, time_us, key, sig in cursor
-        ]
-    except sqlite3.OperationalError:  # a ledger written before checkpoints existed
-        return []
+        for row in cursor:
+            yield Record(*row)
+
+    def checkpoints(self, chain: str) -> list[Checkpoint]:
+        try:
+            cursor = self._db.execute(
+                "SELECT seq, head, time_us, key, signature FROM checkpoint WHERE chain = ? "
+                "ORDER BY seq",
+                (chain,),
+            )
+            return [
+                Checkpoint(Head(chain, seq, head, time_us), key, sig)
+                for seq, head, time_us, key, sig in cursor
+            ]
+        except sqlite3.OperationalError:  # a ledger written before checkpoints existed
+            return []
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,6 +1,6 @@
 """The front's side of the ledger: batches wait for their records to be durable.
 
-The SQLite calls run on one thread of their own, so the event loop never waits on a disk. Batches
+The database calls run on one thread of their own, so the event loop never waits on a disk. Batches
 that finish while a commit is under way are committed together in the next one (group commit):
 each batch waits for exactly the commit that holds its records. A failed commit fails every batch
 in it (retryable) and marks the ledger unhealthy — the appliance reports NOT_SERVING and refuses
@@ -14,11 +14,10 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from signer import metrics
-from signer.ledger.sqlite import LedgerError, SqliteLedger
+from signer.ledger.store import LedgerError, LedgerStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +29,9 @@ class LedgerWriter:
     """Opened with :meth:`open` once the front owns its port (so a second appliance on the same
     address is told about the port, not the ledger)."""
 
-    def __init__(self, path: Path, chain: str, on_health: Callable[[], None]) -> None:
-        self._path, self._chain = path, chain
-        self._store: SqliteLedger | None = None
+    def __init__(self, target: str, chain: str, on_health: Callable[[], None]) -> None:
+        self._target, self._chain = target, chain
+        self._store: LedgerStore | None = None
         self._on_health = on_health
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ledger")
         self._pending: list[tuple[Sequence[tuple[bytes, bytes]], asyncio.Future[None]]] = []
@@ -77,10 +76,10 @@ class LedgerWriter:
 
     def open(self) -> None:
         """Open the database and take this appliance's chain; :class:`LedgerError` if not."""
-        self._store = SqliteLedger(self._path, self._chain)
+        self._store = open_store(self._target, self._chain)
 
     @property
-    def store(self) -> SqliteLedger:
+    def store(self) -> LedgerStore:
         if self._store is None:
             raise LedgerError("the ledger is not open yet")
         return self._store

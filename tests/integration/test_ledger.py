@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from signer.api.v1 import signer_pb2 as pb
 from signer.bench.payloads import vaccination_payloads
 from signer.ledger.records import Record
-from signer.ledger.sqlite import chains, open_for_reading, read_records
+from signer.ledger.sqlite import SqliteReader
 from signer.ledger.writer import PROBE_SECONDS
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_claims, hc1_verifies
@@ -50,12 +50,12 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
 
 
 def _records(path: Path) -> list[Record]:
-    db = open_for_reading(path)
+    ledger = SqliteReader(path)
     try:
-        [chain] = chains(db)
-        return list(read_records(db, chain))
+        [chain] = ledger.chains()
+        return list(ledger.records(chain))
     finally:
-        db.close()
+        ledger.close()
 
 
 def _sha16(data: bytes) -> bytes:
@@ -224,9 +224,9 @@ def test_a_full_ledger_disk_signs_nothing_until_it_has_room(
         assert len(_records(path)) == before + 500
     finally:
         stop_appliance(process)
-    db = open_for_reading(path)
-    assert len(list(read_records(db, "tiny"))) == 1000
-    db.close()
+    ledger = SqliteReader(path)
+    assert len(list(ledger.records("tiny"))) == 1000
+    ledger.close()
 
 
 def test_a_second_appliance_on_the_same_chain_is_refused(fresh: Appliance) -> None:

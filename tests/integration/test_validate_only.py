@@ -5,6 +5,7 @@ nothing (no signature, no ledger record, no HSM signature counted)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ import pytest
 from signer.api.v1 import signer_pb2 as pb
 from signer.bench.payloads import vaccination_payloads
 from signer.cli import main
-from signer.ledger.sqlite import open_for_reading
 from tests.conftest import Appliance
 from tests.independent import hc1_verifies
 from tests.integration.helpers import scrape, to_json
@@ -53,7 +53,7 @@ def _batch(lines: list[str], *, validate_only: bool) -> pb.SignBatchRequest:
 
 
 def _ledger_size(appliance: Appliance) -> int:
-    db = open_for_reading(appliance.directory / "dev" / "ledger.sqlite")
+    db = sqlite3.connect(f"file:{appliance.directory / 'dev' / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
         count: int = db.execute("SELECT count(*) FROM issuance").fetchone()[0]
         return count

@@ -11,7 +11,7 @@ import pytest
 from signer.cli import main
 from signer.hcert.revocation import truncated_sha256
 from signer.ledger.records import Entry, decode, encode, link
-from signer.ledger.sqlite import SqliteLedger, chains, open_for_reading, read_records
+from signer.ledger.sqlite import SqliteLedger, SqliteReader
 from signer.ledger.verify import verify_chain
 
 CHAIN = "replica-a"
@@ -36,16 +36,16 @@ def _entry(n: int) -> Entry:
     )
 
 
-def _item(n: int) -> tuple[bytes, bytes]:
+def item_pair(n: int) -> tuple[bytes, bytes]:
     entry = _entry(n)
     return entry.signature, encode(entry)
 
 
 def _rogue_body(path: Path, seq: int) -> bytes:
     """Record ``seq``'s body with another client, as someone with write access would put it."""
-    db = open_for_reading(path)
-    record = next(r for r in read_records(db, CHAIN) if r.seq == seq)
-    db.close()
+    reader = SqliteReader(path)
+    record = next(r for r in reader.records(CHAIN) if r.seq == seq)
+    reader.close()
     return encode(record.entry._replace(client="rogue"))
 
 
@@ -53,8 +53,8 @@ def _rogue_body(path: Path, seq: int) -> bytes:
 def ledger(tmp_path: Path) -> Path:
     path = tmp_path / "ledger.sqlite"
     store = SqliteLedger(path, CHAIN)
-    store.append([_item(n) for n in range(1, 6)])
-    store.append([_item(n) for n in range(6, 11)])
+    store.append([item_pair(n) for n in range(1, 6)])
+    store.append([item_pair(n) for n in range(6, 11)])
     store.close()
     return path
 
@@ -77,19 +77,19 @@ def test_intact_chain_numbers_from_one(ledger: Path, capsys: pytest.CaptureFixtu
     status, output = _audit(ledger, capsys)
     assert status == 0, output
     assert "10 record(s), hash chain intact" in output
-    db = open_for_reading(ledger)
-    assert [r.seq for r in read_records(db, CHAIN)] == list(range(1, 11))
-    assert chains(db) == [CHAIN]
+    reader = SqliteReader(ledger)
+    assert [r.seq for r in reader.records(CHAIN)] == list(range(1, 11))
+    assert reader.chains() == [CHAIN]
 
 
 def test_reopened_ledger_continues_the_chain(ledger: Path) -> None:
     store = SqliteLedger(ledger, CHAIN)
     assert store.seq == 10
-    [record] = store.append([_item(11)])
+    [record] = store.append([item_pair(11)])
     store.close()
     assert record.seq == 11
-    db = open_for_reading(ledger)
-    report = verify_chain(CHAIN, read_records(db, CHAIN))
+    reader = SqliteReader(ledger)
+    report = verify_chain(CHAIN, reader.records(CHAIN))
     assert report.records == 11 and report.finding is None
 
 
@@ -124,10 +124,10 @@ def test_an_inserted_record_breaks_the_links_after_it(
 ) -> None:
     """An attacker inserts a record after 5 and renumbers the rest to make room, recomputing
     the new record's own hash: record 7 (the old 6) no longer follows record 6."""
-    db = open_for_reading(ledger)
-    fifth = next(r for r in read_records(db, CHAIN) if r.seq == 5)
-    db.close()
-    forged = link(CHAIN, 6, *_item(99), fifth.hash)
+    reader = SqliteReader(ledger)
+    fifth = next(r for r in reader.records(CHAIN) if r.seq == 5)
+    reader.close()
+    forged = link(CHAIN, 6, *item_pair(99), fifth.hash)
     _sql(ledger, "UPDATE issuance SET seq = seq + 1000 WHERE seq >= 6")
     _sql(ledger, "UPDATE issuance SET seq = seq - 999 WHERE seq >= 1000")
     db = sqlite3.connect(ledger)
@@ -155,20 +155,20 @@ def test_missing_or_empty_ledger_is_an_error(
 
 def test_a_failed_commit_leaves_no_gap(tmp_path: Path) -> None:
     store = SqliteLedger(tmp_path / "ledger.sqlite", CHAIN)
-    store.append([_item(1)])
+    store.append([item_pair(1)])
     _sql(
         tmp_path / "ledger.sqlite",
         "CREATE TRIGGER refuse BEFORE INSERT ON issuance BEGIN SELECT RAISE(ABORT, 'no'); END",
     )
     with pytest.raises(Exception, match="cannot write the ledger"):
-        store.append([_item(2), _item(3)])
+        store.append([item_pair(2), item_pair(3)])
     assert store.seq == 1
     _sql(tmp_path / "ledger.sqlite", "DROP TRIGGER refuse")
-    [record] = store.append([_item(2)])
+    [record] = store.append([item_pair(2)])
     store.close()
     assert record.seq == 2
-    db = open_for_reading(tmp_path / "ledger.sqlite")
-    assert verify_chain(CHAIN, read_records(db, CHAIN)).finding is None
+    reader = SqliteReader(tmp_path / "ledger.sqlite")
+    assert verify_chain(CHAIN, reader.records(CHAIN)).finding is None
 
 
 def test_an_edited_field_is_named(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
