@@ -126,7 +126,7 @@ async def _start_workers(
     deadline = time.monotonic() + START_TIMEOUT
     while not pool.started() and time.monotonic() < deadline and not stop.is_set():
         await asyncio.sleep(0.05)
-    if pool.serving:
+    if pool.accepting:
         await checkpointer.anchored(timeout=10.0)
 
 

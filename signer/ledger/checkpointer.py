@@ -41,6 +41,7 @@ class Checkpointer:
         self._signed_seq = -1  # the last checkpoint's seq
         self._since = 0  # records appended since then
         self._wake = asyncio.Event()
+        self._matched = False  # the start-up match done and its checkpoint made
         self._task: asyncio.Task[None] | None = None
         ledger.on_append = self._appended
 
@@ -48,14 +49,15 @@ class Checkpointer:
         self._task = asyncio.ensure_future(self._run())
 
     async def anchored(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for the start-up match (True once matched, False at once when
-        the chain and the HSM's head are apart)."""
+        """Wait up to ``timeout`` for the start-up match and its first checkpoint (True once the
+        ledger is released for signing, False at once when the chain and the HSM's head are
+        apart)."""
         deadline = time.monotonic() + timeout
-        while self._expected is None and time.monotonic() < deadline:
+        while not self._matched and time.monotonic() < deadline:
             if self._ledger.held_for_good:
                 return False
             await asyncio.sleep(0.02)
-        return self._expected is not None
+        return self._matched
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop, after a last checkpoint of whatever was recorded since the one before."""
@@ -106,6 +108,7 @@ class Checkpointer:
             self._expected = None
             return False
         self._ledger.release()
+        self._matched = True
         return True
 
     async def _checkpoint(self) -> None:
