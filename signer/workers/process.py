@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import hashlib
 import logging
 import os
 import select
@@ -19,14 +18,14 @@ import socket
 import time
 from typing import Any
 
-from hsm import HsmError, HsmToken, SigningKey
+from hsm import HsmError
 from signer import metrics
 from signer.config import Config
 from signer.errors import BackendError, KeyStateError, RequestError, SignerError
 from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
 from signer.keys.state import KeyState
-from signer.ledger import checkpoints
+from signer.ledger.anchor import HeadKeeper
 from signer.service import SigningService
 from signer.token import open_token
 from signer.verification import VerificationService
@@ -52,7 +51,7 @@ def run(sock: socket.socket, config: Config, index: int) -> int:
         wire.send(sock, ("failed", str(e)))
         return 1
     registry = KeyRegistry(token, approval_policy(config), config.issuer.key_usage_days)
-    worker = _Worker(config, registry, _Audit(token))
+    worker = _Worker(config, registry, HeadKeeper(token))
     worker.refresh(sock)
     # Start-up objects live as long as the process: keep them out of the cyclic GC, and collect
     # the young generation less often (ADR 0004: ~2 % of a busy worker before this).
@@ -78,7 +77,7 @@ def run(sock: socket.socket, config: Config, index: int) -> int:
 
 
 class _Worker:
-    def __init__(self, config: Config, registry: KeyRegistry, audit: _Audit) -> None:
+    def __init__(self, config: Config, registry: KeyRegistry, audit: HeadKeeper) -> None:
         self._registry = registry
         self._audit = audit
         self._service = SigningService(config, registry)
@@ -113,7 +112,7 @@ class _Worker:
             elif kind == "SignHash":
                 response, issued = convert.sign_hash_chunk(self._service, body)
             elif kind == "LedgerHead":
-                response = self._audit.head(body.decode())
+                response = self._audit.stored(body.decode())
             elif kind == "Checkpoint":
                 response = self._audit.checkpoint(body)
             else:
@@ -130,42 +129,6 @@ class _Worker:
             log.exception("unexpected error in a %s chunk", kind)
             return ("error", chunk_id, "internal", "")
         return ("done", chunk_id, response, uvcis, issued)
-
-
-class _Audit:
-    """The worker's part of ledger checkpoints (``signer.ledger.checkpoints``): it signs heads
-    with the audit key and keeps each chain's latest head in the token, moving it only from the
-    value the front expects (compare and swap), so a stale or rolled-back ledger cannot rewind it.
-    The front sends one checkpoint at a time."""
-
-    def __init__(self, token: HsmToken) -> None:
-        self._token = token
-        self._key: tuple[SigningKey, bytes] | None = None
-
-    def head(self, chain: str) -> bytes:
-        return self._stored(chain)
-
-    def checkpoint(self, body: bytes) -> bytes:
-        head, expected = checkpoints.unpack_request(body)
-        stored = self._stored(head.chain)
-        if stored != expected:
-            return checkpoints.moved_reply(stored)
-        if self._key is None:
-            self._key = self._token.audit_key(create=True)
-            assert self._key is not None
-        key, public = self._key
-        signature = key.sign_digest(hashlib.sha256(checkpoints.message(head)).digest())
-        self._token.put_data(checkpoints.HEAD_APPLICATION, head.chain, checkpoints.pack_head(head))
-        return checkpoints.signed_reply(public, signature)
-
-    def _stored(self, chain: str) -> bytes:
-        """The chain's stored head; of two (a replacement cut short), the later one."""
-        values = [
-            data.value
-            for data in self._token.data_objects(checkpoints.HEAD_APPLICATION)
-            if data.label == chain
-        ]
-        return max(values, key=lambda v: checkpoints.unpack_head(chain, v).seq, default=b"")
 
 
 def _publish_key_metrics(registry: KeyRegistry, serving: bool) -> None:
