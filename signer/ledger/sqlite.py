@@ -149,6 +149,15 @@ class SqliteLedger:
             raise LedgerError(f"cannot read the ledger {self.path}: {e}") from e
         return found
 
+    def revoked(self, signatures: Collection[bytes]) -> set[bytes]:
+        """Which of these SIGNATURE hashes belong to a revoked certificate (issue 8 §6)."""
+        from signer.ledger.revocations import revoked_originals  # it imports LedgerError
+
+        try:
+            return revoked_originals(self._db, signatures)
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the ledger {self.path}: {e}") from e
+
     def probe(self) -> None:
         """A small durable write: does the ledger take writes again?"""
         try:
