@@ -98,7 +98,7 @@ def test_a_signature_revocation_covers_one_certificate_only(
 
 def test_a_countrycodeuci_row_is_matched_too(ledger: Path, officer: OfficerKey) -> None:
     db = revocations.open_for_writing(ledger)
-    revocations.add(db, revoke(officer, HashType.COUNTRYCODEUCI, entry(2).country_uci))
+    revocations.add(db, revoke(officer, HashType.COUNTRYCODEUCI, entry(2).country_uci or b""))
     assert revocations.revoked_originals(db, {entry(n).signature for n in (1, 2, 3)}) == {
         entry(2).signature
     }
@@ -137,7 +137,7 @@ def test_the_officer_signature_covers_every_field(tmp_path: Path, officer: Offic
         {"time_us": signed.time_us + 1},
         {"officer": "bob"},
     ):
-        assert not dataclasses.replace(signed, **change).verifies(roster), change  # type: ignore[arg-type]
+        assert not dataclasses.replace(signed, **change).verifies(roster), change
     create_officer(tmp_path / "other", "alice")  # same name, another key: not the roster's
     assert not signed.verifies(Roster.load(tmp_path / "other"))
 
