@@ -60,6 +60,8 @@ SERVICE_ERROR_CODES: dict[str, str] = {
     "dsc_validity": "The certificate would expire after the DSC of the active key.",
     "dsc_not_yet_valid": "The DSC of the active key is not valid yet.",
     "digest_length": "Hash-only signing: the digest is not 32 bytes (SHA-256).",
+    "hc1_outside_key_period": "Reissue: the original's iat lies outside its DSC's validity or "
+    "after its key's retirement, so this appliance cannot have signed it.",
 }
 
 #: Codes that are logged as well as counted (issue 3 §5: plausibility is logged and counted).
@@ -166,6 +168,13 @@ class SigningService:
             verdict = verify_hc1(item.hc1, trust, check_time=False)
             if not verdict.ok or verdict.decoded is None:
                 error = ItemError(f"hc1_{verdict.reason}", "", verdict.message)
+                prepared.append(ItemResult.failed(item.id, error))
+                continue
+            dsc = verdict.dsc.certificate if verdict.dsc is not None else None
+            outside = self._registry.outside_key_period(dsc, verdict.decoded.iat)
+            if outside is not None:
+                message = f"this appliance cannot have signed the original: {outside}"
+                error = ItemError("hc1_outside_key_period", "", message)
                 prepared.append(ItemResult.failed(item.id, error))
                 continue
             ready = self._validated(item.id, verdict.decoded.dcc, moment, types)

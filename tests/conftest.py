@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hsm import HsmToken, SoftHsm, find_softhsm_module
 from signer.api.v1 import signer_pb2 as pb
@@ -126,6 +127,18 @@ roles = ["issuer", "hash-signer"]
     return appliance, process
 
 
+def wait_serving(appliance: Appliance, timeout: float = SERVER_START_TIMEOUT) -> None:
+    """Until health says SERVING: the ready file comes when the port is bound, before the
+    ledger's head has been matched against the HSM (ADR 0007), and nothing signs until then."""
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(appliance.address))
+    deadline = time.monotonic() + timeout
+    serving = health_pb2.HealthCheckResponse.SERVING
+    while stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status != serving:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the appliance did not turn SERVING within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def stop_appliance(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -141,6 +154,7 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     require_softhsm()
     running, process = start_appliance(tmp_path_factory.mktemp("appliance"))
     try:
+        wait_serving(running)
         yield running
     finally:
         stop_appliance(process)

@@ -42,12 +42,20 @@ OPERATOR_HEADER, MAX_OPERATOR = "x-operator-id", 128
 LEDGER_ERROR_CODES: dict[str, str] = {
     "hc1_not_issued_here": "Reissue: the issuance ledger has no record of this certificate; only "
     "certificates this appliance issued can be re-issued.",
+    "hc1_revoked": "Reissue: an officer revoked this certificate (by its SIGNATURE hash) or its "
+    "UVCI (UCI / COUNTRYCODEUCI hash); a revoked certificate is never re-issued.",
 }
 NOT_ISSUED_HERE = (
     "hc1_not_issued_here",
     "",
     "the issuance ledger has no record of this certificate: only certificates this appliance "
     "issued can be re-issued",
+)
+REVOKED = (
+    "hc1_revoked",
+    "",
+    "this certificate or its UVCI is revoked (signer audit revocations lists why): a revoked "
+    "certificate is never re-issued",
 )
 
 _REQUESTS: dict[str, type[ProtoMessage]] = {
@@ -275,7 +283,7 @@ class Front:
         if rpc in ("SignBatch", "SignStream", "Reissue") and len(results) > 1:
             refused = _refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
         if rpc == "Reissue":
-            refused |= await self._refuse_not_issued_here(responses, results)
+            refused |= await self._refuse_originals(responses, results)
         entries = _entries(results, refused, rpc, grant.identity, _operator(context))
         try:
             await self._ledger.record(entries)
@@ -287,29 +295,32 @@ class Front:
             ) from None
         return b"".join(responses)
 
-    async def _refuse_not_issued_here(
+    async def _refuse_originals(
         self, responses: list[bytes], results: list[ChunkResult]
     ) -> set[tuple[int, int]]:
-        """Reissue only of what this appliance issued (issue 8 §6): an original whose SIGNATURE
-        hash the ledger has no record of is refused, and its new signature never leaves."""
+        """Reissue only of what this appliance issued and nobody revoked (issue 8 §6): an
+        original whose SIGNATURE hash the ledger has no record of is ``hc1_not_issued_here``,
+        one whose record's SIGNATURE, UCI or COUNTRYCODEUCI hash is revoked ``hc1_revoked``;
+        the new signature of either never leaves."""
         originals = {old for r in results for *_, old in r.issued if old is not None}
         try:
             known = await self._ledger.known(originals)
+            revoked = await self._ledger.revoked(known)
         except LedgerError as e:
             raise _Abort(
                 grpc.StatusCode.UNAVAILABLE, f"the issuance ledger cannot be read; retry ({e})"
             ) from None
-        unknown = {
-            chunk: [index for index, *_, old in result.issued if old not in known]
-            for chunk, result in enumerate(results)
-        }
-        for chunk, indexes in unknown.items():
-            if indexes:
-                responses[chunk] = _rejected(
-                    responses[chunk],
-                    {index: NOT_ISSUED_HERE for index in indexes},
-                )
-        return {(chunk, index) for chunk, indexes in unknown.items() for index in indexes}
+        refused: set[tuple[int, int]] = set()
+        for chunk, result in enumerate(results):
+            errors = {
+                index: NOT_ISSUED_HERE if old not in known else REVOKED
+                for index, *_, old in result.issued
+                if old not in known or old in revoked
+            }
+            if errors:
+                responses[chunk] = _rejected(responses[chunk], errors)
+                refused.update((chunk, index) for index in errors)
+        return refused
 
 
 def _signs(rpc: str, request: Any) -> bool:

@@ -8,11 +8,20 @@ first half (r) only, for PS256 over all of it.
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 from typing import Final, NamedTuple
 
 from signer.domain import Alg
 
 HASH_BYTES: Final = 16
+
+
+class HashType(StrEnum):
+    """The gateway's names for the three hashes (its ``RevocationHashTypeDto``)."""
+
+    SIGNATURE = "SIGNATURE"
+    UCI = "UCI"
+    COUNTRYCODEUCI = "COUNTRYCODEUCI"
 
 
 class RevocationHashes(NamedTuple):

@@ -202,6 +202,30 @@ class KeyRegistry:
                 return active
         return None
 
+    def outside_key_period(
+        self, certificate: x509.Certificate | None, iat: int | None
+    ) -> str | None:
+        """Why a certificate our DSC ``certificate`` verified cannot have been signed at ``iat``
+        by this appliance (issue 8 §6: Reissue), or None: ``iat`` before the DSC's notBefore,
+        after its notAfter, or at or after the key's retirement."""
+        entry = next((e for e in self.entries if certificate == e.dsc.certificate), None)
+        if entry is None:
+            return "its DSC is no longer in the token"
+        if iat is None:
+            return "it carries no iat, so when it was signed is unknown"
+        dsc = entry.dsc
+        if not dsc.not_before <= iat <= dsc.not_after:
+            return (
+                f"its iat {_iso(iat)} lies outside its DSC's validity (kid {dsc.kid.hex()}, "
+                f"{_iso(dsc.not_before)} to {_iso(dsc.not_after)})"
+            )
+        if entry.state is KeyState.RETIRED and iat >= entry.since:
+            return (
+                f"its iat {_iso(iat)} lies after its key {entry.label!r} (kid {dsc.kid.hex()}) "
+                f"was retired at {_iso(entry.since)}"
+            )
+        return None
+
     def select(self, cert_type: CertType, alg: Alg | None, iat: int, exp: int) -> ActiveKey:
         """The key that signs a certificate of ``cert_type`` valid over [iat, exp]."""
         wanted = alg or Alg.ES256

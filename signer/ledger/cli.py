@@ -22,6 +22,7 @@ from signer.config import load_config
 from signer.errors import BackendError, ConfigError
 from signer.hcert.revocation import truncated_sha256
 from signer.ledger.checkpoints import HEAD_APPLICATION, Head, unpack_head
+from signer.ledger.revocation_cli import add_revocation_parsers, run_export, run_revoke
 from signer.ledger.store import LedgerReader, check_target, open_reader
 from signer.ledger.verify import verify_anchors, verify_chain
 from signer.token import open_existing_token
@@ -91,6 +92,8 @@ def add_audit_parser(commands: Any) -> None:
         "--signature-hash", metavar="BASE64", help="only the record with this SIGNATURE hash"
     )
 
+    add_revocation_parsers(verbs)
+
 
 def run(args: argparse.Namespace) -> int:
     if args.audit_command == "verify":
@@ -99,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         return _show(args)
     if args.audit_command == "key":
         return _key(args)
+    if args.audit_command == "revoke":
+        return run_revoke(args)
+    if args.audit_command == "revocations":
+        return run_export(args)
     return 2
 
 

@@ -12,13 +12,14 @@ never under-records.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Final
 
 import psycopg
 
 from signer.ledger.checkpoints import Checkpoint, Head
 from signer.ledger.records import GENESIS, Record, link
+from signer.ledger.revocations import revoked_originals
 from signer.ledger.store import LedgerError
 
 SCHEMA: Final = """
@@ -42,6 +43,15 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     signature BYTEA NOT NULL,
     PRIMARY KEY (chain, seq)
 );
+CREATE TABLE IF NOT EXISTS revocation (
+    hash_type TEXT NOT NULL,
+    hash BYTEA NOT NULL,
+    reason TEXT NOT NULL,
+    officer TEXT NOT NULL,
+    time_us BIGINT NOT NULL,
+    signature BYTEA NOT NULL,
+    PRIMARY KEY (hash_type, hash)
+);
 """
 #: Advisory-lock class of this appliance's locks: 0x48434552 is "HCER".
 _LOCKS: Final = 0x48434552
@@ -60,6 +70,7 @@ class PostgresLedger:
         self._db: psycopg.Connection[Any] | None = None
         self._tip: tuple[int, bytes] = (0, GENESIS)
         self._connect(first=True)
+        self.sql = PostgresSql(self._connection, url)
 
     @property
     def seq(self) -> int:
@@ -100,6 +111,9 @@ class PostgresLedger:
             return {bytes(row[0]) for row in rows}
         except psycopg.Error as e:
             raise self._failed("read", e) from e
+
+    def revoked(self, signatures: Collection[bytes]) -> set[bytes]:
+        return revoked_originals(self.sql, signatures)
 
     def hash_at(self, seq: int) -> bytes | None:
         if seq == 0:
@@ -213,6 +227,7 @@ class PostgresReader:
         if not row or not row[0]:
             self._db.close()
             raise LedgerError(f"no ledger in {url}: the database has no issuance table")
+        self.sql = PostgresSql(lambda: self._db, url)
 
     def chains(self) -> list[str]:
         try:
@@ -245,6 +260,51 @@ class PostgresReader:
 
     def close(self) -> None:
         self._db.close()
+
+
+class PostgresSql:
+    """:class:`signer.ledger.store.Sql` on a PostgreSQL connection (``?`` becomes ``%s``)."""
+
+    def __init__(self, connection: Callable[[], psycopg.Connection[Any]], where: str) -> None:
+        self._connection, self.where = connection, where
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(_native(statement), params).fetchall()
+        except psycopg.Error as e:
+            raise LedgerError(f"cannot read the ledger {self.where}: {_one_line(e)}") from e
+
+    def write(self, statement: str, params: Sequence[Any] = ()) -> None:
+        db = self._connection()
+        try:
+            with db.transaction():
+                db.execute(_native(statement), params)
+        except psycopg.Error as e:
+            raise LedgerError(f"cannot write the ledger {self.where}: {_one_line(e)}") from e
+
+    def has_table(self, name: str) -> bool:
+        row = self.rows("SELECT to_regclass(?) IS NOT NULL", (name,))
+        return bool(row and row[0][0])
+
+    def close(self) -> None:
+        self._connection().close()
+
+
+def connect_sql(url: str) -> PostgresSql:
+    """The ledger database opened beside a running appliance (autocommit: each write its own
+    transaction), its tables made when missing."""
+    try:
+        db = psycopg.connect(url, autocommit=True, **_CONNECT)
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCKS, _SCHEMA_LOCK))
+            db.execute(SCHEMA)
+    except psycopg.Error as e:
+        raise LedgerError(f"cannot open the ledger {url}: {_one_line(e)}") from e
+    return PostgresSql(lambda: db, url)
+
+
+def _native(statement: str) -> str:
+    return statement.replace("?", "%s")
 
 
 def _one_line(error: psycopg.Error) -> str:

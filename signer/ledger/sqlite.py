@@ -15,9 +15,11 @@ import os
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from signer.ledger.checkpoints import Checkpoint, Head
 from signer.ledger.records import GENESIS, Record, link
+from signer.ledger.revocations import revoked_originals
 from signer.ledger.store import LedgerError
 
 SCHEMA = """
@@ -41,6 +43,15 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     signature BLOB NOT NULL,
     PRIMARY KEY (chain, seq)
 );
+CREATE TABLE IF NOT EXISTS revocation (
+    hash_type TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    officer TEXT NOT NULL,
+    time_us INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (hash_type, hash)
+);
 """
 _INSERT = "INSERT INTO issuance (chain, seq, signature, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -52,6 +63,7 @@ class SqliteLedger:
         self._lock = _lock_chain(path, chain)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.sql = SqliteSql(self._db, str(path))
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
@@ -145,6 +157,9 @@ class SqliteLedger:
             raise LedgerError(f"cannot read the ledger {self.path}: {e}") from e
         return found
 
+    def revoked(self, signatures: Collection[bytes]) -> set[bytes]:
+        return revoked_originals(self.sql, signatures)
+
     def probe(self) -> None:
         """A small durable write: does the ledger take writes again?"""
         try:
@@ -191,6 +206,7 @@ class SqliteReader:
             raise LedgerError(f"no ledger at {path}: check [ledger] path")
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            self.sql = SqliteSql(self._db, str(path))
         except sqlite3.Error as e:
             raise LedgerError(f"cannot open the ledger {path}: {e}") from e
 
@@ -226,3 +242,46 @@ class SqliteReader:
 
     def close(self) -> None:
         self._db.close()
+
+
+class SqliteSql:
+    """:class:`signer.ledger.store.Sql` on a SQLite connection."""
+
+    def __init__(self, db: sqlite3.Connection, where: str) -> None:
+        self._db, self.where = db, where
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(statement, params).fetchall()
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the ledger {self.where}: {e}") from e
+
+    def write(self, statement: str, params: Sequence[Any] = ()) -> None:
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(statement, params)
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot write the ledger {self.where}: {e}") from e
+
+    def has_table(self, name: str) -> bool:
+        found = self.rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return bool(found)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def connect_sql(path: Path) -> SqliteSql:
+    """The ledger file opened read-write beside a running appliance (WAL lets both write; a
+    busy database is waited for up to 10 s). A missing file is an error."""
+    if not path.is_file():
+        raise LedgerError(f"no ledger at {path}: check [ledger] path")
+    try:
+        db = sqlite3.connect(path, isolation_level=None, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot open the ledger {path}: {e}") from e
+    return SqliteSql(db, str(path))

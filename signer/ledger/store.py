@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from signer.errors import BackendError, ConfigError
@@ -22,6 +22,23 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 class LedgerError(BackendError):
     """The ledger cannot be read or written; nothing that depends on it may proceed."""
+
+
+class Sql(Protocol):
+    """Plain statements on the ledger's database, for the tables beside the chains
+    (revocations): ``?`` placeholders, errors raised as :class:`LedgerError`."""
+
+    where: str
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def write(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """One statement in a transaction of its own, durable when this returns."""
+        ...
+
+    def has_table(self, name: str) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class LedgerStore(Protocol):
@@ -49,6 +66,10 @@ class LedgerStore(Protocol):
         """Which of these SIGNATURE hashes any chain of the ledger has a record of."""
         ...
 
+    def revoked(self, signatures: Collection[bytes]) -> set[bytes]:
+        """Which of these SIGNATURE hashes belong to a revoked certificate (issue 8 §6)."""
+        ...
+
     def hash_at(self, seq: int) -> bytes | None:
         """The chain hash of record ``seq`` of this chain (GENESIS for 0), None if absent."""
         ...
@@ -66,6 +87,11 @@ class LedgerReader(Protocol):
     """Every chain of a ledger, read as stored (nothing checked)."""
 
     where: str
+
+    @property
+    def sql(self) -> Sql:
+        """The same database for plain statements (revocations)."""
+        ...
 
     def chains(self) -> list[str]: ...
 
@@ -119,3 +145,15 @@ def open_reader(target: str) -> LedgerReader:
     from signer.ledger.sqlite import SqliteReader
 
     return SqliteReader(Path(target))
+
+
+def open_sql(target: str) -> Sql:
+    """The ledger's database for the tables beside the chains, writable while an appliance runs
+    (a busy SQLite file is waited for); a missing ledger is an error."""
+    if is_postgres(target):
+        from signer.ledger.postgres import connect_sql
+
+        return connect_sql(target)
+    from signer.ledger.sqlite import connect_sql as connect_sqlite
+
+    return connect_sqlite(Path(target))

@@ -102,6 +102,13 @@ class LedgerWriter:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self.store.known, signatures)
 
+    async def revoked(self, signatures: Collection[bytes]) -> set[bytes]:
+        """Which of these SIGNATURE hashes belong to a revoked certificate."""
+        if not signatures:
+            return set()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self.store.revoked, signatures)
+
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         try:

@@ -108,13 +108,14 @@ registry = KeyRegistry(token, approval_policy(config))
 now = time.time()
 registry.refresh(now)
 key = registry.select(CertType.VACCINATION, None, int(now), int(now) + 86400)
-iat, exp = int(now) - 400 * 86400, int(now) - 35 * 86400
+iat, exp = int(now) + int(sys.argv[3]), int(now) + int(sys.argv[4])
 print(key.encoder.encode(json.loads(sys.argv[2]), "VN", iat, exp))
 """
 
 
-def _expired_hc1(appliance: Appliance, payload: Any) -> str:
-    """A certificate the appliance's own key signed 400 days ago, expired 35 days ago.
+def _signed_in_hsm(appliance: Appliance, payload: Any, iat: int, exp: int) -> str:
+    """A certificate the appliance's own key signed with the PIN, outside the appliance, with
+    ``iat`` and ``exp`` this many seconds from now.
 
     Made in a fresh process that opens the appliance's token (this test process may already
     have SoftHSM loaded with another configuration)."""
@@ -123,7 +124,15 @@ def _expired_hc1(appliance: Appliance, payload: Any) -> str:
         "SOFTHSM2_CONF": str(appliance.directory / "dev" / "softhsm" / "softhsm2.conf"),
     }
     done = subprocess.run(
-        [sys.executable, "-c", _PAST_SIGNER, str(appliance.config_path), json.dumps(payload)],
+        [
+            sys.executable,
+            "-c",
+            _PAST_SIGNER,
+            str(appliance.config_path),
+            json.dumps(payload),
+            str(iat),
+            str(exp),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -162,7 +171,8 @@ def _register(appliance: Appliance, hc1: str) -> None:
 
 def test_reissue_of_an_expired_certificate(appliance: Appliance) -> None:
     payload = vaccination_payloads(1, seed=35)[0]
-    old = _expired_hc1(appliance, payload)
+    # Signed two minutes ago (the dev DSC is an hour older), expired a minute ago.
+    old = _signed_in_hsm(appliance, payload, -120, -60)
     dscs = appliance.dsc_by_kid()
     old_claims = hc1_claims(old)
     assert old_claims[4] < time.time()  # really expired
@@ -182,6 +192,16 @@ def test_reissue_of_an_expired_certificate(appliance: Appliance) -> None:
     assert new_claims[-260][1] == old_claims[-260][1] == payload
     assert new_claims[4] == new.exp > time.time() + 300 * DAY
     assert new.exp > old_claims[4] and new.iat > old_claims[6]
+
+
+def test_reissue_refuses_an_original_signed_before_its_dsc(appliance: Appliance) -> None:
+    """Signed with the PIN, dated 400 days back: its DSC did not exist then (issue 8 §6)."""
+    old = _signed_in_hsm(appliance, vaccination_payloads(1, seed=37)[0], -400 * DAY, -35 * DAY)
+    _register(appliance, old)  # even a ledger record does not make it re-issuable
+    request = pb.ReissueRequest(items=[pb.ReissueItem(id="old", hc1=old)])
+    (refused,) = appliance.stub().Reissue(request, timeout=60).results
+    assert [e.code for e in refused.rejected.errors] == ["hc1_outside_key_period"], refused
+    assert "outside its DSC's validity" in refused.rejected.errors[0].message
 
 
 def test_reissue_refuses_tampered_and_foreign_strings(appliance: Appliance) -> None:

@@ -194,3 +194,33 @@ def test_dev_bootstrap_approves_a_dev_key_left_without_a_record(
     registry = KeyRegistry(hsm_token, policy)
     registry.refresh(time.time())
     assert _entry(registry, "dev-dsc-es256").state is KeyState.ACTIVE
+
+
+def test_outside_key_period_names_iat_outside_the_dsc_or_after_retirement(
+    hsm_token: HsmToken, dev_csca: DevCsca, officers: Officers
+) -> None:
+    """Reissue's hc1_outside_key_period: an original this appliance cannot have signed."""
+    create_dev_key(hsm_token, dev_csca, Alg.ES256, "reg-period", "VN", officers=officers.pair)
+    key = hsm_token.find_key("reg-period")
+    assert key is not None
+    der = next(c.der for c in hsm_token.certificates() if c.key_id == key.key_id)
+    retire_at = _now() + 5
+    write_dev_state(
+        hsm_token, "reg-period", key.key_id, Alg.ES256, der, KeyState.RETIRED, retire_at,
+        officers.pair,
+    )  # fmt: skip
+    registry = KeyRegistry(hsm_token, officers.policy)
+    registry.refresh(retire_at + 5)
+    entry = _entry(registry, "reg-period")
+    assert entry.state is KeyState.RETIRED
+    certificate = entry.dsc.certificate
+
+    assert registry.outside_key_period(certificate, retire_at - 1) is None
+    after = registry.outside_key_period(certificate, retire_at)
+    assert after is not None and "retired" in after and "reg-period" in after
+    before = registry.outside_key_period(certificate, entry.dsc.not_before - 1)
+    assert before is not None and "outside its DSC's validity" in before
+    beyond = registry.outside_key_period(certificate, entry.dsc.not_after + 1)
+    assert beyond is not None and "outside its DSC's validity" in beyond
+    assert "no iat" in (registry.outside_key_period(certificate, None) or "")
+    assert "no longer in the token" in (registry.outside_key_period(None, retire_at - 1) or "")
