@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from hsm import HsmToken, SigningKey, WeakKeyError
 from signer.errors import KeyStateError
 from signer.keys.certcheck import check_dsc, load_certificate
+from signer.keys.counting import StoredRecord, records_that_count
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.proposals import Proposal
@@ -36,25 +37,17 @@ def current_record(
 ) -> tuple[KeyStateRecord | None, bool]:
     """The record that counts for ``label`` and whether it is approved.
 
-    Approved records win (newest ``issued_at``), as in the server's registry; without one, the
-    newest unapproved record (``generate`` writes one: alg and declared types) is returned."""
-    approved: KeyStateRecord | None = None
-    other: KeyStateRecord | None = None
-    for data in token.data_objects(STATE_APPLICATION):
-        if data.label != label:
-            continue
-        try:
-            record = KeyStateRecord.from_bytes(data.value)
-        except (ValueError, KeyError, TypeError):
-            continue
-        if record.label != label:
-            continue
-        if record.approved(policy):
-            if approved is None or record.issued_at > approved.issued_at:
-                approved = record
-        elif other is None or record.issued_at > other.issued_at:
-            other = record
-    return (approved, True) if approved is not None else (other, False)
+    The servers' registry decides with the same function (:func:`records_that_count`); without
+    an approved record, the newest unapproved one (``generate`` writes one: alg and declared
+    types) is returned."""
+    stored = (
+        StoredRecord(d.label, d.value)
+        for d in token.data_objects(STATE_APPLICATION)
+        if d.label == label
+    )
+    found = records_that_count(stored, policy)
+    counted = found.counted.get(label)
+    return (counted, True) if counted is not None else (found.unapproved.get(label), False)
 
 
 def plan(

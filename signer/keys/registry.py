@@ -31,6 +31,7 @@ from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
 from signer.domain import Alg, CertType
 from signer.hcert.encode import HcertEncoder
 from signer.hcert.verify import TrustedDsc, TrustStore
+from signer.keys.counting import StoredRecord, records_that_count
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.selftest import self_test
@@ -132,37 +133,16 @@ class KeyRegistry:
         )
 
     def _records(self) -> dict[str, KeyStateRecord]:
-        """label → the record that counts: approved (when enforced), newest ``issued_at``."""
-        chosen: dict[str, KeyStateRecord] = {}
-        for data in self._token.data_objects(STATE_APPLICATION):
-            try:
-                record = KeyStateRecord.from_bytes(data.value)
-            except (ValueError, KeyError, TypeError) as e:
-                self._warn_once(data.label, f"ignoring unreadable key-state record: {e}")
-                continue
-            if record.label != data.label:
-                self._warn_once(data.label, "ignoring a key-state record filed under another label")
-                continue
-            if not record.approved(self._approvals):
-                if record.op == "generate":
-                    continue  # a new key's record: approvals come with its DSC import
-                self._warn_once(
-                    data.label,
-                    f"ignoring a key-state record ({record.op}) without "
-                    f"{self._approvals.required} valid officer approvals",
-                )
-                continue
-            if record.issued_at < self._newest.get(record.label, 0):
-                self._warn_once(
-                    data.label, "ignoring an approved key-state record older than one seen"
-                )
-                continue
-            current = chosen.get(record.label)
-            if current is None or record.issued_at > current.issued_at:
-                chosen[record.label] = record
-        for label, record in chosen.items():
-            self._newest[label] = max(self._newest.get(label, 0), record.issued_at)
-        return chosen
+        """label → the record that counts (:func:`records_that_count`, as ``signer keys``)."""
+        stored = (
+            StoredRecord(d.label, d.value) for d in self._token.data_objects(STATE_APPLICATION)
+        )
+        found = records_that_count(stored, self._approvals, self._newest)
+        for ignored in found.ignored:
+            self._warn_once(ignored.label, ignored.reason)
+        for label, issued_at in found.newest_seen().items():
+            self._newest[label] = max(self._newest.get(label, 0), issued_at)
+        return dict(found.counted)
 
     def _covers(self, record: KeyStateRecord | None, key: SigningKey, der: bytes) -> bool:
         """Under dual control, a DSC counts only when an approved record names it and the key."""
