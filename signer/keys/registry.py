@@ -163,7 +163,10 @@ class KeyRegistry:
         cached = self._verified.get((key.key_id, entry.dsc.kid))
         if cached is not None:
             return ActiveKey(entry, cached.encoder, cached.sign_digest)
-        self_test(key, entry.dsc)
+        # A key active before keys were restricted to one mechanism keeps signing, with a
+        # logged warning (README "Key management"); activation refuses such a key.
+        for warning in self_test(key, entry.dsc, allow_unrestricted=True):
+            self._warn_once(key.label, f"active key: {warning}")
         ready = ActiveKey(
             entry, HcertEncoder(entry.dsc.alg, entry.dsc.kid, key.sign_digest), key.sign_digest
         )

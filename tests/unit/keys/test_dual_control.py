@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hsm import HsmToken
+from hsm import HsmToken, KeyAlgorithm
+from hsm.testing import generate_legacy_key
 from signer.domain import Alg, CertType
 from signer.errors import KeyStateError
 from signer.keys.devca import DevCsca
@@ -287,3 +288,61 @@ def test_activation_runs_the_self_test_and_refuses_a_weak_key(
     with pytest.raises(KeyStateError, match=r"cannot be activated.*EXTRACTABLE=True"):
         manager.propose("activate", label, {}, officers.a)
     assert _state(hsm_token, officers, label, time.time()) is KeyState.PENDING
+
+
+def _legacy_key_with_dsc(
+    token: HsmToken, csca: DevCsca, officers: Officers, make_manager: Callable[..., KeyManager]
+) -> str:
+    """A key made before keys were restricted to one mechanism (no CKA_ALLOWED_MECHANISMS),
+    with its generate record and an approved DSC import: pending."""
+    label = unique("legacy")
+    key_id = label.encode()
+    generate_legacy_key(token, KeyAlgorithm.EC_P256, label, key_id)
+    record = KeyStateRecord(
+        label=label, key_id=key_id, alg=Alg.ES256, types=TYPES, issued_at=1, op="generate"
+    )
+    token.put_data(STATE_APPLICATION, label, record.to_bytes())
+    pem = csca.issue_dsc(
+        token.public_key_der(key_id), label, "VN", *_validity(time.time(), 730), TYPES
+    ).public_bytes(serialization.Encoding.PEM)
+    manager = make_manager()
+    imported = manager.propose(
+        "import", label, {"certificate": base64.b64encode(pem).decode()}, officers.a
+    )
+    assert manager.approve(imported.proposal.id, officers.b).executed
+    return label
+
+
+def test_activation_refuses_a_key_without_the_mechanism_restriction(
+    hsm_token: HsmToken,
+    dev_csca: DevCsca,
+    officers: Officers,
+    make_manager: Callable[..., KeyManager],
+) -> None:
+    label = _legacy_key_with_dsc(hsm_token, dev_csca, officers, make_manager)
+    with pytest.raises(KeyStateError, match=r"cannot be activated.*ALLOWED_MECHANISMS empty"):
+        make_manager().propose("activate", label, {}, officers.a)
+    assert _state(hsm_token, officers, label, time.time()) is KeyState.PENDING
+
+
+def test_a_key_active_before_the_restriction_keeps_signing_with_a_warning(
+    hsm_token: HsmToken,
+    dev_csca: DevCsca,
+    officers: Officers,
+    make_manager: Callable[..., KeyManager],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Upgrading must not take the appliance down: an already-active key made before issue 8
+    §9 (activated by officers back then) still signs, and the log says to rotate it."""
+    label = _legacy_key_with_dsc(hsm_token, dev_csca, officers, make_manager)
+    record, approved = current_record(hsm_token, label, officers.policy)
+    assert record is not None and approved
+    now = int(time.time())
+    then = dataclasses.replace(record, op="activate", issued_at=now, active_from=now - 1)
+    hsm_token.put_data(STATE_APPLICATION, label, then.signed_by(officers.pair).to_bytes())
+    registry = KeyRegistry(hsm_token, officers.policy)
+    registry.refresh(time.time())
+    entry = next(e for e in registry.entries if e.label == label)
+    assert entry.state is KeyState.ACTIVE and entry.problem is None
+    assert label in {a.entry.label for a in registry._active}
+    assert f"key {label!r}: active key: ALLOWED_MECHANISMS empty" in caplog.text
