@@ -2,8 +2,9 @@
 signs a given certificate.
 
 Built and refreshed inside the worker's HSM thread. A key signs only when it has a DSC in the
-token, an ``active`` state record whose time has come, sign-only / sensitive / never-extractable
-attributes, and it passed a self-test: a signature made in the HSM that verifies with the DSC's
+token issued by a configured CSCA (``[issuer] csca``, issue 8), an ``active`` state record whose
+time has come, sign-only / sensitive / never-extractable attributes restricted to the signing
+mechanism, and it passed a self-test: a signature made in the HSM that verifies with the DSC's
 public key (catches a key/certificate mix-up before any certificate is issued).
 
 Dual control (issue 4 §3, ADR 0005): with an :class:`ApprovalPolicy` (the server always passes
@@ -22,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -31,6 +32,7 @@ from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
 from signer.domain import Alg, CertType
 from signer.hcert.encode import HcertEncoder
 from signer.hcert.verify import TrustedDsc, TrustStore
+from signer.keys.certcheck import chain_problems
 from signer.keys.counting import StoredRecord, records_that_count
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
@@ -81,10 +83,13 @@ class KeyRegistry:
         self,
         token: HsmToken,
         approvals: ApprovalPolicy,
+        cscas: Sequence[x509.Certificate],
         key_usage_days: int = DEFAULT_KEY_USAGE_DAYS,
     ) -> None:
         self._token = token
         self._approvals = approvals
+        self._cscas = tuple(cscas)
+        self._chain: dict[bytes, list[str]] = {}  # DSC DER → why it does not chain (cached)
         self._key_usage_seconds = key_usage_days * 86400
         self._verified: dict[
             tuple[bytes, bytes], ActiveKey
@@ -112,7 +117,7 @@ class KeyRegistry:
                 self._warn_once(stored.label, f"ignoring certificate: {e}")
                 continue
             record = states.get(key.label)
-            if not self._covers(record, key, stored.der):
+            if not self._covers(record, key, stored.der) or not self._chains(key, dsc):
                 continue
             state = record.effective(now) if record is not None else KeyState.PENDING
             since = record.since(now) if record is not None else 0
@@ -153,6 +158,19 @@ class KeyRegistry:
             self._warn_once(key.label, "DSC not listed: the approved record names another key/DSC")
             return False
         return True
+
+    def _chains(self, key: SigningKey, dsc: DscFacts) -> bool:
+        """A DSC counts only when a configured CSCA issued it (issue 8): one a PIN holder, or
+        officers misled by another CA, put into the token is never served."""
+        problems = self._chain.get(dsc.der)
+        if problems is None:
+            problems = self._chain[dsc.der] = chain_problems(dsc.certificate, self._cscas)
+        if problems:
+            self._warn_once(
+                key.label,
+                "DSC not listed: it does not chain to a configured CSCA: " + "; ".join(problems),
+            )
+        return not problems
 
     def _warn_once(self, label: str, message: str) -> None:
         if (label, message) not in self._warned:

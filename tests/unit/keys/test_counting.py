@@ -108,7 +108,7 @@ def test_registry_and_keys_cli_count_the_same_record(
             }
         )
     try:
-        servers = KeyRegistry(hsm_token, officers.policy)._records()
+        servers = KeyRegistry(hsm_token, officers.policy, ())._records()
         for label in labels:
             cli_record, approved = current_record(hsm_token, label, officers.policy)
             server_record = servers.get(label)
