@@ -25,6 +25,7 @@ from hsm._keys import (
     generate_keypair,
     public_key_der,
 )
+from hsm._mechanisms import attribute_mapper
 
 _P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")  # DER OID secp256r1
 
@@ -66,7 +67,7 @@ class HsmToken:
         except PKCS11Error as e:
             raise HsmError(f"cannot list tokens of {module_path}: {type(e).__name__}") from e
         try:
-            self._session = token.open(rw=True, user_pin=pin)
+            self._session = token.open(rw=True, user_pin=pin, attribute_mapper=attribute_mapper())
         except (PinIncorrect, PinLenRange) as e:
             raise HsmLoginError(f"token {token_label!r} refused the user PIN") from e
         except PKCS11Error as e:
@@ -129,7 +130,9 @@ class HsmToken:
         if not found:
             return None
         public, key = min(found, key=lambda pair: pair[0])
-        check_private_key_attributes(key.handle)
+        # An audit key made before the mechanism restriction keeps signing checkpoints: refusing
+        # it would stop all issuance, and it signs nothing but ledger heads.
+        check_private_key_attributes(key.handle, KeyAlgorithm.EC_P256, allow_unrestricted=True)
         return key, public
 
     def find_key(self, label: str) -> SigningKey | None:

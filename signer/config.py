@@ -57,7 +57,11 @@ class HsmConfig:
 
 @dataclass(frozen=True, slots=True)
 class IssuerConfig:
+    """``csca``: PEM files (each one or more certificates) of the CSCAs every DSC must chain to
+    (issue 8); none = the dev CSCA in a dev config, refused in any other."""
+
     country: str = "VN"
+    csca: tuple[str, ...] = ()
     key_usage_days: int = 183  # GOV §3.2: private-key usage ~6 months (metric when no PKUP ext)
     validity_days: dict[str, int] = field(
         default_factory=lambda: {t.value: DEFAULT_VALIDITY_DAYS for t in CertType}
@@ -327,6 +331,18 @@ class Config:
         raise ConfigError(
             "[ledger] path or url is not set: name the SQLite file or the PostgreSQL database of "
             "the issuance ledger; the appliance signs nothing it cannot record"
+        )
+
+    @property
+    def csca_paths(self) -> tuple[Path, ...]:
+        """The CSCA files of ``[issuer] csca``; in a dev config by default the dev CSCA's."""
+        if self.issuer.csca:
+            return tuple(Path(p).resolve() for p in self.issuer.csca)
+        if self.dev.bootstrap:
+            return (self.dev_dir / "dev-csca.pem",)
+        raise ConfigError(
+            "[issuer] csca is not set: name the PEM file(s) of the CSCA certificates every DSC "
+            "must chain to; the servers sign with no DSC that does not"
         )
 
     @property
@@ -600,6 +616,8 @@ def _check(config: Config, source: str) -> None:
         config.validation.policy()
     except ValueError as e:
         raise ConfigError(f"{source}: [validation] {e}") from e
+    if not all(isinstance(p, str) and p for p in config.issuer.csca):
+        raise ConfigError(f"{source}: [issuer] csca must be a list of PEM file paths")
     if config.issuer.key_usage_days < 1:
         raise ConfigError(f"{source}: [issuer] key_usage_days must be ≥ 1")
     if config.officers.required_approvals < 2:

@@ -26,6 +26,7 @@ from signer.config import Config
 from signer.devsetup import prepare_dev_environment
 from signer.errors import BackendError
 from signer.front.tls import check_listen_security
+from signer.keys.csca import load_cscas
 from signer.token import resolve_module
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def serve(
     resolve_module(config)  # fail fast on a missing module …
     config.read_pin()  # … or a missing PIN, before starting anything
     config.ledger_target  # noqa: B018 - … or no ledger: nothing is signed that is not recorded
+    load_cscas(config)  # … or no readable CSCA: no DSC could be served
     metrics_dir = tempfile.mkdtemp(prefix="hcert-signer-metrics-")
     # Read by prometheus_client when it is first imported, here and in every worker.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

@@ -2,13 +2,14 @@
 
 Every problem is collected and reported at once, so the officer can send the CA one complete
 correction request. Profile: HCERT.md §7 (key usage, DCC EKU OIDs, subject CN + C, AKI = CSCA
-SKI) and §4 (kid).
+SKI) and §4 (kid). :func:`chain_problems` is also what the servers' key registry asks of every
+DSC before it serves it (issue 8: a DSC that does not chain to a configured CSCA never signs).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -44,9 +45,10 @@ def check_dsc(
     declared_types: Iterable[CertType],
     country: str,
     now: dt.datetime,
-    csca: x509.Certificate | None,
+    cscas: Sequence[x509.Certificate],
 ) -> CheckedDsc:
-    """Raise KeyStateError listing every way ``certificate`` is not a DSC for this key."""
+    """Raise KeyStateError listing every way ``certificate`` is not a DSC for this key, issued
+    by one of ``cscas``."""
     problems: list[str] = []
     warnings: list[str] = []
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
@@ -84,8 +86,7 @@ def check_dsc(
             f"valid only from {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC: the key "
             "cannot sign before then"
         )
-    if csca is not None:
-        problems.extend(_chain_problems(certificate, csca))
+    problems.extend(chain_problems(certificate, cscas))
     facts: DscFacts | None = None
     try:
         facts = DscFacts.from_der(certificate.public_bytes(serialization.Encoding.DER))
@@ -96,20 +97,57 @@ def check_dsc(
     return CheckedDsc(facts, tuple(warnings))
 
 
-def _chain_problems(certificate: x509.Certificate, csca: x509.Certificate) -> list[str]:
+def chain_problems(certificate: x509.Certificate, cscas: Sequence[x509.Certificate]) -> list[str]:
+    """Nothing when one of ``cscas`` issued ``certificate`` — its signature verifies, the DSC's
+    AKI is the CSCA's SKI (HCERT.md §7) and the DSC's validity lies within the CSCA's — else
+    why not. The one chain check of ``import-cert`` and of the servers."""
+    if not cscas:
+        return ["no CSCA to check it against ([issuer] csca)"]
+    per_csca = [_problems_under(certificate, csca) for csca in cscas]
+    if any(not problems for problems in per_csca):
+        return []
+    if len(per_csca) == 1:
+        return per_csca[0]
+    tried = "; ".join(f"{', '.join(p)}" for p in per_csca)
+    return [f"chains to none of the {len(cscas)} CSCAs ({tried})"]
+
+
+def _problems_under(certificate: x509.Certificate, csca: x509.Certificate) -> list[str]:
+    name = _common_name(csca)
     problems: list[str] = []
     try:
         certificate.verify_directly_issued_by(csca)
     except (ValueError, TypeError, InvalidSignature) as e:
-        problems.append(f"not issued by the given CSCA ({type(e).__name__}: {e})")
+        problems.append(f"not issued by CSCA {name!r} ({type(e).__name__}: {e})")
+        return problems  # the rest compares with a CSCA that is not its issuer
     try:
         aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
         ski = csca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         if aki.key_identifier != ski.digest:
-            problems.append("its authorityKeyIdentifier is not the CSCA's subjectKeyIdentifier")
+            problems.append(
+                f"its authorityKeyIdentifier is not the subjectKeyIdentifier of CSCA {name!r}"
+            )
     except x509.ExtensionNotFound as e:
         problems.append(f"AKI/SKI missing: {e} (HCERT.md §7: AKI MUST equal the CSCA's SKI)")
+    if (
+        certificate.not_valid_before_utc < csca.not_valid_before_utc
+        or certificate.not_valid_after_utc > csca.not_valid_after_utc
+    ):
+        problems.append(
+            f"valid {_day(certificate.not_valid_before_utc)} to "
+            f"{_day(certificate.not_valid_after_utc)}, outside the validity of CSCA {name!r} "
+            f"({_day(csca.not_valid_before_utc)} to {_day(csca.not_valid_after_utc)})"
+        )
     return problems
+
+
+def _common_name(certificate: x509.Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else certificate.subject.rfc4514_string()
+
+
+def _day(when: dt.datetime) -> str:
+    return f"{when:%Y-%m-%d %H:%M} UTC"
 
 
 def _names(types: frozenset[CertType]) -> str:

@@ -24,6 +24,7 @@ from signer.audit import AuditTrail
 from signer.config import Config, load_config
 from signer.domain import Alg, CertType
 from signer.errors import RequestError, SignerError
+from signer.keys.csca import load_cscas
 from signer.keys.lifecycle import KeyManager, KeyRow, Outcome
 from signer.keys.officers import OfficerKey, Roster, approval_policy
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             policy,
             AuditTrail(config.audit_path),
             country=config.issuer.country,
+            cscas=load_cscas(config),
             proposal_seconds=config.officers.proposal_hours * 3600,
             actor=officer.name if officer else f"os:{getpass.getuser()}",
             progress=lambda line: print(line, file=sys.stderr, flush=True),

@@ -83,13 +83,17 @@ def add_keys_parser(commands: Any) -> None:
         "import-cert",
         "propose storing a DSC for a key (dual control)",
         "Check the DSC (public key = the HSM key, keyUsage digitalSignature, DCC EKU = the key's "
-        "types, subject C = [issuer] country, not expired, and with --csca the signature and "
-        "AKI = CSCA SKI) and propose storing it; a second officer approves.",
+        "types, subject C = [issuer] country, not expired, issued by a CSCA of [issuer] csca "
+        "within its validity, AKI = CSCA SKI) and propose storing it; a second officer approves.",
         officer,
     )
     p.add_argument("--label", required=True)
     p.add_argument("certificate", type=Path, help="the DSC (PEM or DER)")
-    p.add_argument("--csca", type=Path, help="the CSCA certificate the DSC must chain to")
+    p.add_argument(
+        "--csca",
+        type=Path,
+        help="check the chain against this one of the [issuer] csca certificates only",
+    )
     for name, verb in (("activate", "start"), ("retire", "stop")):
         p = add(
             name,

@@ -3,8 +3,9 @@
 ``cryptography`` builds CSRs only with a private key it holds, and a DSC key never leaves the
 token, so the CertificationRequestInfo is assembled here with a few DER primitives, its SHA-256
 is signed in the HSM (ES256: ecdsa-with-SHA256, raw r‖s turned into DER; PS256 keys:
-sha256WithRSAEncryption, PKCS#1 v1.5 — CAs expect that for a request), and the result is
-checked with ``cryptography`` before it is handed out.
+RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt, RFC 4055 — the one mechanism a DSC
+key may use, issue 8 §9; OpenSSL and ``cryptography`` CAs accept such requests), and the result
+is checked with ``cryptography`` before it is handed out.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from cryptography.x509.oid import NameOID
 from hsm import KeyAlgorithm, SigningKey
 
 _ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
-_SHA256_WITH_RSA = "1.2.840.113549.1.1.11"
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
+_MGF1 = "1.2.840.113549.1.1.8"
+_SHA256 = "2.16.840.1.101.3.4.2.1"
 
 #: RFC 4514 short names accepted in ``--subject``.
 SUBJECT_ATTRIBUTES: dict[str, x509.ObjectIdentifier] = {
@@ -76,6 +79,18 @@ def bit_string(data: bytes) -> bytes:
 NULL = b"\x05\x00"
 EMPTY_ATTRIBUTES = tlv(0xA0, b"")  # [0] IMPLICIT SET OF Attribute, empty
 
+# RFC 4055 §3.1 RSASSA-PSS-params {[0] sha256, [1] mgf1(sha256), [2] saltLength 32}; the
+# trailerField keeps its default. As the signing path's PSS: HCERT.md §5.
+_SHA256_ALGORITHM = sequence(oid(_SHA256), NULL)
+RSASSA_PSS_SHA256 = sequence(
+    oid(_RSASSA_PSS),
+    sequence(
+        tlv(0xA0, _SHA256_ALGORITHM),
+        tlv(0xA1, sequence(oid(_MGF1), _SHA256_ALGORITHM)),
+        tlv(0xA2, integer(32)),
+    ),
+)
+
 
 # -- subject -------------------------------------------------------------------------------------
 
@@ -124,8 +139,8 @@ def build_csr(key: SigningKey, public_key_der: bytes, subject: x509.Name) -> byt
         )
         algorithm = sequence(oid(_ECDSA_WITH_SHA256))
     else:
-        signature = key.sign_pkcs1v15_sha256(digest)
-        algorithm = sequence(oid(_SHA256_WITH_RSA), NULL)
+        signature = key.sign_digest(digest)  # CKM_RSA_PKCS_PSS, SHA-256, MGF1-SHA-256, salt 32
+        algorithm = RSASSA_PSS_SHA256
     der = sequence(info, algorithm, bit_string(signature))
     if not x509.load_der_x509_csr(der).is_signature_valid:
         raise ValueError("the CSR signed in the HSM does not verify with the token's public key")

@@ -15,10 +15,12 @@ import datetime as dt
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
+
+from cryptography import x509
 
 from hsm import HsmError, HsmToken, KeyAlgorithm
 from signer.audit import AuditTrail
@@ -71,6 +73,7 @@ class KeyManager:
         audit: AuditTrail,
         *,
         country: str,
+        cscas: Sequence[x509.Certificate],
         proposal_seconds: float,
         actor: str,
         clock: Callable[[], float] = time.time,
@@ -80,6 +83,7 @@ class KeyManager:
         self._policy = policy
         self._audit = audit
         self._country = country
+        self._cscas = tuple(cscas)
         self._proposal_seconds = proposal_seconds
         self._actor = actor  # who runs the CLI when no officer key is given (audit only)
         self._clock = clock
@@ -240,6 +244,7 @@ class KeyManager:
                 self._policy,
                 proposal,
                 country=self._country,
+                cscas=self._cscas,
                 now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
             )
         )

@@ -11,11 +11,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+from cryptography import x509
 
 from hsm import HsmToken, SigningKey, WeakKeyError
 from signer.errors import KeyStateError
 from signer.keys.certcheck import check_dsc, load_certificate
+from signer.keys.counting import StoredRecord, records_that_count
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.proposals import Proposal
@@ -36,25 +40,17 @@ def current_record(
 ) -> tuple[KeyStateRecord | None, bool]:
     """The record that counts for ``label`` and whether it is approved.
 
-    Approved records win (newest ``issued_at``), as in the server's registry; without one, the
-    newest unapproved record (``generate`` writes one: alg and declared types) is returned."""
-    approved: KeyStateRecord | None = None
-    other: KeyStateRecord | None = None
-    for data in token.data_objects(STATE_APPLICATION):
-        if data.label != label:
-            continue
-        try:
-            record = KeyStateRecord.from_bytes(data.value)
-        except (ValueError, KeyError, TypeError):
-            continue
-        if record.label != label:
-            continue
-        if record.approved(policy):
-            if approved is None or record.issued_at > approved.issued_at:
-                approved = record
-        elif other is None or record.issued_at > other.issued_at:
-            other = record
-    return (approved, True) if approved is not None else (other, False)
+    The servers' registry decides with the same function (:func:`records_that_count`); without
+    an approved record, the newest unapproved one (``generate`` writes one: alg and declared
+    types) is returned."""
+    stored = (
+        StoredRecord(d.label, d.value)
+        for d in token.data_objects(STATE_APPLICATION)
+        if d.label == label
+    )
+    found = records_that_count(stored, policy)
+    counted = found.counted.get(label)
+    return (counted, True) if counted is not None else (found.unapproved.get(label), False)
 
 
 def plan(
@@ -64,6 +60,7 @@ def plan(
     *,
     country: str,
     now: dt.datetime,
+    cscas: Sequence[x509.Certificate],
 ) -> Plan:
     """The checked effect of ``proposal``; KeyStateError saying what to do when refused."""
     label = proposal.label
@@ -98,15 +95,13 @@ def plan(
                 "(signer keys generate) — see docs/rotation-runbook.md"
             )
         certificate = load_certificate(base64.b64decode(proposal.params["certificate"]), "DSC")
-        csca_b64 = proposal.params.get("csca")
-        csca = load_certificate(base64.b64decode(csca_b64), "CSCA") if csca_b64 else None
         checked = check_dsc(
             certificate,
             token_public_key_der=token.public_key_der(key.key_id),
             declared_types=record.types,
             country=country,
             now=now,
-            csca=csca,
+            cscas=_cscas_for_import(cscas, proposal.params.get("csca")),
         )
         new = replace(
             stamped,
@@ -156,6 +151,22 @@ def plan(
         return Plan(key.key_id, None)
 
     raise KeyStateError(f"unknown operation {proposal.op!r}")
+
+
+def _cscas_for_import(
+    configured: Sequence[x509.Certificate], given_b64: str | None
+) -> tuple[x509.Certificate, ...]:
+    """The CSCAs a DSC is checked against at import: the configured ones (``[issuer] csca``,
+    what the servers demand), or only the one ``--csca`` names, which must be among them."""
+    if not given_b64:
+        return tuple(configured)
+    given = load_certificate(base64.b64decode(given_b64), "CSCA")
+    if given not in configured:
+        raise KeyStateError(
+            "the --csca certificate is not one of the [issuer] csca certificates: the servers "
+            "would never serve a DSC it issued"
+        )
+    return (given,)
 
 
 def _check_activation(token: HsmToken, key: SigningKey, dsc: DscFacts, at: int) -> None:

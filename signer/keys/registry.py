@@ -2,8 +2,9 @@
 signs a given certificate.
 
 Built and refreshed inside the worker's HSM thread. A key signs only when it has a DSC in the
-token, an ``active`` state record whose time has come, sign-only / sensitive / never-extractable
-attributes, and it passed a self-test: a signature made in the HSM that verifies with the DSC's
+token issued by a configured CSCA (``[issuer] csca``, issue 8), an ``active`` state record whose
+time has come, sign-only / sensitive / never-extractable attributes restricted to the signing
+mechanism, and it passed a self-test: a signature made in the HSM that verifies with the DSC's
 public key (catches a key/certificate mix-up before any certificate is issued).
 
 Dual control (issue 4 §3, ADR 0005): with an :class:`ApprovalPolicy` (the server always passes
@@ -22,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -31,6 +32,8 @@ from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
 from signer.domain import Alg, CertType
 from signer.hcert.encode import HcertEncoder
 from signer.hcert.verify import TrustedDsc, TrustStore
+from signer.keys.certcheck import chain_problems
+from signer.keys.counting import StoredRecord, records_that_count
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.selftest import self_test
@@ -80,10 +83,13 @@ class KeyRegistry:
         self,
         token: HsmToken,
         approvals: ApprovalPolicy,
+        cscas: Sequence[x509.Certificate],
         key_usage_days: int = DEFAULT_KEY_USAGE_DAYS,
     ) -> None:
         self._token = token
         self._approvals = approvals
+        self._cscas = tuple(cscas)
+        self._chain: dict[bytes, list[str]] = {}  # DSC DER → why it does not chain (cached)
         self._key_usage_seconds = key_usage_days * 86400
         self._verified: dict[
             tuple[bytes, bytes], ActiveKey
@@ -111,7 +117,7 @@ class KeyRegistry:
                 self._warn_once(stored.label, f"ignoring certificate: {e}")
                 continue
             record = states.get(key.label)
-            if not self._covers(record, key, stored.der):
+            if not self._covers(record, key, stored.der) or not self._chains(key, dsc):
                 continue
             state = record.effective(now) if record is not None else KeyState.PENDING
             since = record.since(now) if record is not None else 0
@@ -132,37 +138,16 @@ class KeyRegistry:
         )
 
     def _records(self) -> dict[str, KeyStateRecord]:
-        """label → the record that counts: approved (when enforced), newest ``issued_at``."""
-        chosen: dict[str, KeyStateRecord] = {}
-        for data in self._token.data_objects(STATE_APPLICATION):
-            try:
-                record = KeyStateRecord.from_bytes(data.value)
-            except (ValueError, KeyError, TypeError) as e:
-                self._warn_once(data.label, f"ignoring unreadable key-state record: {e}")
-                continue
-            if record.label != data.label:
-                self._warn_once(data.label, "ignoring a key-state record filed under another label")
-                continue
-            if not record.approved(self._approvals):
-                if record.op == "generate":
-                    continue  # a new key's record: approvals come with its DSC import
-                self._warn_once(
-                    data.label,
-                    f"ignoring a key-state record ({record.op}) without "
-                    f"{self._approvals.required} valid officer approvals",
-                )
-                continue
-            if record.issued_at < self._newest.get(record.label, 0):
-                self._warn_once(
-                    data.label, "ignoring an approved key-state record older than one seen"
-                )
-                continue
-            current = chosen.get(record.label)
-            if current is None or record.issued_at > current.issued_at:
-                chosen[record.label] = record
-        for label, record in chosen.items():
-            self._newest[label] = max(self._newest.get(label, 0), record.issued_at)
-        return chosen
+        """label → the record that counts (:func:`records_that_count`, as ``signer keys``)."""
+        stored = (
+            StoredRecord(d.label, d.value) for d in self._token.data_objects(STATE_APPLICATION)
+        )
+        found = records_that_count(stored, self._approvals, self._newest)
+        for ignored in found.ignored:
+            self._warn_once(ignored.label, ignored.reason)
+        for label, issued_at in found.newest_seen().items():
+            self._newest[label] = max(self._newest.get(label, 0), issued_at)
+        return dict(found.counted)
 
     def _covers(self, record: KeyStateRecord | None, key: SigningKey, der: bytes) -> bool:
         """Under dual control, a DSC counts only when an approved record names it and the key."""
@@ -174,6 +159,19 @@ class KeyRegistry:
             return False
         return True
 
+    def _chains(self, key: SigningKey, dsc: DscFacts) -> bool:
+        """A DSC counts only when a configured CSCA issued it (issue 8): one a PIN holder, or
+        officers misled by another CA, put into the token is never served."""
+        problems = self._chain.get(dsc.der)
+        if problems is None:
+            problems = self._chain[dsc.der] = chain_problems(dsc.certificate, self._cscas)
+        if problems:
+            self._warn_once(
+                key.label,
+                "DSC not listed: it does not chain to a configured CSCA: " + "; ".join(problems),
+            )
+        return not problems
+
     def _warn_once(self, label: str, message: str) -> None:
         if (label, message) not in self._warned:
             self._warned.add((label, message))
@@ -183,7 +181,10 @@ class KeyRegistry:
         cached = self._verified.get((key.key_id, entry.dsc.kid))
         if cached is not None:
             return ActiveKey(entry, cached.encoder, cached.sign_digest)
-        self_test(key, entry.dsc)
+        # A key active before keys were restricted to one mechanism keeps signing, with a
+        # logged warning (README "Key management"); activation refuses such a key.
+        for warning in self_test(key, entry.dsc, allow_unrestricted=True):
+            self._warn_once(key.label, f"active key: {warning}")
         ready = ActiveKey(
             entry, HcertEncoder(entry.dsc.alg, entry.dsc.kid, key.sign_digest), key.sign_digest
         )

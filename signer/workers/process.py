@@ -22,6 +22,7 @@ from hsm import HsmError
 from signer import metrics
 from signer.config import Config
 from signer.errors import BackendError, KeyStateError, RequestError, SignerError
+from signer.keys.csca import load_cscas
 from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
 from signer.keys.state import KeyState
@@ -46,11 +47,12 @@ def run(sock: socket.socket, config: Config, index: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front owns Ctrl-C and SIGTERM
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
+        cscas = load_cscas(config)
         token = open_token(config)
     except SignerError as e:
         wire.send(sock, ("failed", str(e)))
         return 1
-    registry = KeyRegistry(token, approval_policy(config), config.issuer.key_usage_days)
+    registry = KeyRegistry(token, approval_policy(config), cscas, config.issuer.key_usage_days)
     worker = _Worker(config, registry, HeadKeeper(token))
     worker.refresh(sock)
     # Start-up objects live as long as the process: keep them out of the cyclic GC, and collect

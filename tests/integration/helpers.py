@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 import zlib
@@ -257,3 +258,37 @@ def signature_hash(hc1: str) -> bytes:
     parts = CoseParts.of(hc1)
     signature = parts.signature
     return hashlib.sha256(signature[:32] if parts.header()[1] == -7 else signature).digest()[:16]
+
+
+# --- officers at the CLI --------------------------------------------------------------------
+
+
+def keys_cli(config: Path, *args: str) -> dict[str, Any]:
+    """Run ``signer keys …`` as an officer would; its --json output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "signer.cli", "keys", *args, "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"signer keys {' '.join(args)} failed:\n{done.stderr}"
+    lines = done.stdout.strip().splitlines()
+    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    return result
+
+
+def dual_control(config: Path, officers: Path, command: str, *args: str) -> None:
+    """Officer A proposes, officer B approves; the operation must have run."""
+    proposal = keys_cli(
+        config, command, *args, "--officer-key", str(officers / "dev-officer-a.key.pem")
+    )
+    assert not proposal["executed"]
+    done = keys_cli(
+        config,
+        "approve",
+        proposal["proposal"],
+        "--officer-key",
+        str(officers / "dev-officer-b.key.pem"),
+    )
+    assert done["executed"] and done["approved_by"] == ["dev-officer-a", "dev-officer-b"]

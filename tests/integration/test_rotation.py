@@ -17,14 +17,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
 
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_verifies
-from tests.integration.helpers import sample, scrape
+from tests.integration.helpers import dual_control, keys_cli, sample, scrape
 
 REFRESH_SECONDS = 1.0  # start_appliance sets [hsm] key_refresh_seconds = 1.0
 SWITCH_MARGIN = 2.0  # refresh period + one self-test + scheduling slack on a busy 2-core box
@@ -63,37 +62,6 @@ with out.open("w") as f:
         n += 1
         time.sleep(0.03)  # steady load; saturation is the benchmark's job, not this test's
 """
-
-
-def _keys(config: Path, *args: str) -> dict[str, Any]:
-    """Run ``signer keys …`` as an officer would; its --json output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "signer.cli", "keys", *args, "--config", str(config), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"signer keys {' '.join(args)} failed:\n{done.stderr}"
-    lines = done.stdout.strip().splitlines()
-    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-    return result
-
-
-def _dual(config: Path, officers: Path, command: str, *args: str) -> None:
-    """Officer A proposes, officer B approves; the operation must have run."""
-    proposal = _keys(
-        config, command, *args, "--officer-key", str(officers / "dev-officer-a.key.pem")
-    )
-    assert not proposal["executed"]
-    done = _keys(
-        config,
-        "approve",
-        proposal["proposal"],
-        "--officer-key",
-        str(officers / "dev-officer-b.key.pem"),
-    )
-    assert done["executed"] and done["approved_by"] == ["dev-officer-a", "dev-officer-b"]
 
 
 def _states(appliance: Appliance) -> dict[str, int]:
@@ -140,9 +108,9 @@ def _rotate_and_check(tmp_path: Path, first: Appliance, second: Appliance) -> No
     ]
     try:
         time.sleep(2.0)  # outputs signed by the old key
-        _keys(config, "generate", "--label", NEW, "--alg", "ES256")
+        keys_cli(config, "generate", "--label", NEW, "--alg", "ES256")
         csr, dsc = tmp_path / "new.csr", tmp_path / "new.pem"
-        _keys(
+        keys_cli(
             config,
             "csr",
             "--label",
@@ -170,7 +138,7 @@ def _rotate_and_check(tmp_path: Path, first: Appliance, second: Appliance) -> No
             capture_output=True,
             timeout=60,
         )
-        _dual(
+        dual_control(
             config,
             officers,
             "import-cert",
@@ -181,10 +149,10 @@ def _rotate_and_check(tmp_path: Path, first: Appliance, second: Appliance) -> No
             str(tmp_path / "a" / "dev" / "dev-csca.pem"),
         )
         activated = time.time()
-        _dual(config, officers, "activate", "--label", NEW)
+        dual_control(config, officers, "activate", "--label", NEW)
         switched = time.time() + REFRESH_SECONDS + SWITCH_MARGIN
         time.sleep(switched - time.time())
-        _dual(config, officers, "retire", "--label", OLD)
+        dual_control(config, officers, "retire", "--label", OLD)
         time.sleep(REFRESH_SECONDS + 2.0)  # more outputs after the switch
     finally:
         stop.touch()

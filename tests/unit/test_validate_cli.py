@@ -75,7 +75,13 @@ BAD_LINES: dict[str, str] = {
     "duplicate_uvci": _edit(),  # line 1 again
 }
 #: Codes the offline path cannot produce: signing needs a key, a client's type policy.
-ONLINE_ONLY = {"no_key", "dsc_validity", "dsc_not_yet_valid", "digest_length"}
+ONLINE_ONLY = {
+    "no_key",
+    "dsc_validity",
+    "dsc_not_yet_valid",
+    "digest_length",
+    "hc1_outside_key_period",
+}
 
 
 def _run(tmp_path: Path, lines: list[str], *extra: str, config: str = STRICT) -> tuple[int, Path]:

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pkcs11
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pkcs11 import Attribute, KeyType, MechanismFlag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from hypothesis import given
+from hypothesis import strategies as st
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from hsm import (
@@ -24,11 +27,21 @@ from hsm import (
     WeakKeyError,
     check_private_key_attributes,
 )
+from hsm._mechanisms import pack_mechanisms, unpack_mechanisms
 from hsm._softhsm import init_token_command
+from hsm.testing import generate_legacy_key
 from signer.domain import Alg
 from signer.hcert.verify import signature_matches
 from signer.keys.devca import DevCsca
 from tests.conftest import require_softhsm
+
+#: What a DSC key may do, spelled out here rather than taken from hsm/.
+MECHANISMS = {
+    KeyAlgorithm.EC_P256: frozenset({Mechanism.ECDSA}),
+    KeyAlgorithm.RSA_2048: frozenset({Mechanism.RSA_PKCS_PSS}),
+}
+# RFC 8017 §9.2 note 1: DER of DigestInfo{sha256, NULL}, the prefix of a raw PKCS#1 v1.5 input.
+SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
 
 @pytest.mark.parametrize(
@@ -39,7 +52,9 @@ def test_generated_key_is_sign_only_and_signs_verifiably(
 ) -> None:
     label = f"gen-{algorithm.value}"
     key = hsm_token.generate_key(algorithm, label, secrets.token_bytes(16))
-    check_private_key_attributes(key.handle)  # raises when too weak
+    assert check_private_key_attributes(key.handle, algorithm) == ()  # raises when too weak
+    # Exactly the signing path's mechanism, read back from the token (issue 8 §9).
+    assert key.handle[Attribute.ALLOWED_MECHANISMS] == MECHANISMS[algorithm]
     for attribute, wanted in {
         Attribute.SENSITIVE: True,
         Attribute.EXTRACTABLE: False,
@@ -80,13 +95,14 @@ def test_weak_key_is_refused(hsm_token: HsmToken) -> None:
         private_template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
     )
     with pytest.raises(WeakKeyError) as refused:
-        check_private_key_attributes(private)
+        check_private_key_attributes(private, KeyAlgorithm.EC_P256)
     message = str(refused.value)
     for problem in (
         "SENSITIVE=False",
         "EXTRACTABLE=True",
         "NEVER_EXTRACTABLE=False",
         "DERIVE=True",
+        "ALLOWED_MECHANISMS empty",
     ):
         assert problem in message
 
@@ -109,18 +125,66 @@ def _validity() -> tuple[dt.datetime, dt.datetime]:
     return now - dt.timedelta(hours=1), now + dt.timedelta(days=30)
 
 
-def test_pkcs1v15_signature_verifies_and_is_refused_for_ec(hsm_token: HsmToken) -> None:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
+def test_rsa_key_cannot_sign_raw_pkcs1v15_but_an_unrestricted_one_can(
+    hsm_token: HsmToken,
+) -> None:
+    """The token itself refuses CKM_RSA_PKCS with a DSC key; the control, a key made without
+    CKA_ALLOWED_MECHANISMS, signs it (so the refusal is the restriction's doing)."""
+    digest_info = SHA256_DIGEST_INFO + hashlib.sha256(b"request").digest()
+    key = hsm_token.generate_key(KeyAlgorithm.RSA_2048, "raw-rsa", secrets.token_bytes(16))
+    with pytest.raises(pkcs11.exceptions.PKCS11Error):
+        key.handle.sign(digest_info, mechanism=Mechanism.RSA_PKCS)  # type: ignore[attr-defined]
 
-    key = hsm_token.generate_key(KeyAlgorithm.RSA_2048, "pkcs1", secrets.token_bytes(16))
-    public = serialization.load_der_public_key(hsm_token.public_key_der(key.key_id))
+    legacy = generate_legacy_key(
+        hsm_token, KeyAlgorithm.RSA_2048, "raw-rsa-legacy", secrets.token_bytes(16)
+    )
+    signature = legacy.handle.sign(digest_info, mechanism=Mechanism.RSA_PKCS)  # type: ignore[attr-defined]
+    public = serialization.load_der_public_key(hsm_token.public_key_der(legacy.key_id))
     assert isinstance(public, rsa.RSAPublicKey)
-    signature = key.sign_pkcs1v15_sha256(hashlib.sha256(b"request").digest())
     public.verify(signature, b"request", padding.PKCS1v15(), hashes.SHA256())  # raises if bad
-    ec_key = hsm_token.generate_key(KeyAlgorithm.EC_P256, "pkcs1-ec", secrets.token_bytes(16))
-    with pytest.raises(HsmError, match="not an RSA key"):
-        ec_key.sign_pkcs1v15_sha256(hashlib.sha256(b"x").digest())
+
+
+@pytest.mark.parametrize("algorithm", [KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048])
+def test_a_key_without_the_mechanism_restriction_is_refused_or_only_warned_about(
+    hsm_token: HsmToken, algorithm: KeyAlgorithm
+) -> None:
+    label = f"legacy-{algorithm.value}"
+    legacy = generate_legacy_key(hsm_token, algorithm, label, secrets.token_bytes(16))
+    assert legacy.handle[Attribute.ALLOWED_MECHANISMS] == frozenset()
+    with pytest.raises(WeakKeyError, match="ALLOWED_MECHANISMS empty: any mechanism"):
+        check_private_key_attributes(legacy.handle, algorithm)
+    (warning,) = check_private_key_attributes(legacy.handle, algorithm, allow_unrestricted=True)
+    assert "ALLOWED_MECHANISMS empty" in warning
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "allowed", "named"),
+    [
+        (KeyAlgorithm.RSA_2048, [Mechanism.RSA_PKCS_PSS, Mechanism.RSA_PKCS], "CKM_RSA_PKCS,"),
+        (KeyAlgorithm.RSA_2048, [Mechanism.SHA256_RSA_PKCS_PSS], "CKM_SHA256_RSA_PKCS_PSS"),
+        (KeyAlgorithm.EC_P256, [Mechanism.ECDSA, Mechanism.ECDSA_SHA1], "CKM_ECDSA_SHA1"),
+    ],
+)
+def test_a_key_allowing_more_than_the_signing_mechanism_is_always_refused(
+    hsm_token: HsmToken, algorithm: KeyAlgorithm, allowed: list[Mechanism], named: str
+) -> None:
+    label = f"wide-{secrets.token_hex(3)}"
+    key = generate_legacy_key(hsm_token, algorithm, label, secrets.token_bytes(16), allowed)
+    assert key.handle[Attribute.ALLOWED_MECHANISMS] == frozenset(allowed)
+    with pytest.raises(WeakKeyError, match=f"ALLOWED_MECHANISMS=.*{named}"):
+        check_private_key_attributes(key.handle, algorithm, allow_unrestricted=True)
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=8))
+def test_allowed_mechanisms_pack_as_native_ulongs_and_back(values: list[int]) -> None:
+    raw = pack_mechanisms(values)
+    assert raw == b"".join(v.to_bytes(8, sys.byteorder) for v in values)  # 64-bit Linux
+    assert unpack_mechanisms(raw) == frozenset(values)
+
+
+def test_a_truncated_mechanism_array_is_refused() -> None:
+    with pytest.raises(ValueError, match="whole number of CK_ULONGs"):
+        unpack_mechanisms(bytes(12))
 
 
 def test_destroy_removes_the_key_pair_and_its_certificate(
@@ -129,8 +193,6 @@ def test_destroy_removes_the_key_pair_and_its_certificate(
     key_id = secrets.token_bytes(16)
     hsm_token.generate_key(KeyAlgorithm.EC_P256, "doomed", key_id)
     certificate = dev_csca.issue_dsc(hsm_token.public_key_der(key_id), "d", "VN", *_validity())
-    from cryptography.hazmat.primitives import serialization
-
     der = certificate.public_bytes(serialization.Encoding.DER)
     hsm_token.store_certificate("doomed", key_id, der, b"\x30\x00")
     hsm_token.put_data("test/app", "doomed", b"state")

@@ -16,6 +16,7 @@ import pytest
 
 from hsm import HsmToken
 from signer.audit import AuditTrail
+from signer.keys.devca import DevCsca
 from signer.keys.lifecycle import KeyManager
 from signer.keys.officers import ApprovalPolicy, OfficerKey, Roster, create_officer
 
@@ -60,7 +61,7 @@ class Clock:
 
 @pytest.fixture
 def make_manager(
-    hsm_token: HsmToken, officers: Officers, tmp_path: Path
+    hsm_token: HsmToken, officers: Officers, dev_csca: DevCsca, tmp_path: Path
 ) -> Callable[..., KeyManager]:
     def make(clock: Callable[[], float] | None = None, country: str = "VN") -> KeyManager:
         return KeyManager(
@@ -68,6 +69,7 @@ def make_manager(
             officers.policy,
             AuditTrail(tmp_path / "audit.jsonl"),
             country=country,
+            cscas=(dev_csca.certificate,),
             proposal_seconds=3600,
             actor="test",
             clock=clock or time.time,

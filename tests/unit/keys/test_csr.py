@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from hsm import HsmToken
@@ -39,6 +39,13 @@ def test_csr_is_signed_by_the_hsm_key_with_the_requested_subject(
     expected_hash = "sha256"
     assert csr.signature_hash_algorithm is not None
     assert csr.signature_hash_algorithm.name == expected_hash
+    if alg is Alg.PS256:  # RSASSA-PSS, the one mechanism the key allows (issue 8 §9)
+        assert csr.signature_algorithm_oid == x509.SignatureAlgorithmOID.RSASSA_PSS
+        pss = csr.signature_algorithm_parameters
+        assert isinstance(pss, padding.PSS)
+        assert isinstance(pss.mgf, padding.MGF1)
+        assert isinstance(pss.mgf._algorithm, hashes.SHA256)
+        assert pss._salt_length == 32
     assert isinstance(csr.public_key(), key_type)
     token_spki = serialization.load_der_public_key(
         hsm_token.public_key_der(record.key_id)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hsm import HsmToken
+from hsm import HsmToken, KeyAlgorithm
+from hsm.testing import generate_legacy_key
 from signer.domain import Alg, CertType
 from signer.errors import KeyStateError
 from signer.keys.devca import DevCsca
@@ -56,8 +57,10 @@ def _validity(now: float, days: int) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=days)
 
 
-def _state(token: HsmToken, officers: Officers, label: str, now: float) -> KeyState | None:
-    registry = KeyRegistry(token, officers.policy)
+def _state(
+    token: HsmToken, officers: Officers, csca: DevCsca, label: str, now: float
+) -> KeyState | None:
+    registry = KeyRegistry(token, officers.policy, (csca.certificate,))
     registry.refresh(now)
     return next((e.state for e in registry.entries if e.label == label), None)
 
@@ -79,9 +82,9 @@ def test_the_proposer_cannot_approve_their_own_proposal(
     proposed = manager.propose("activate", label, {}, officers.a)
     with pytest.raises(KeyStateError, match="needs a different officer"):
         manager.approve(proposed.proposal.id, officers.a)
-    assert _state(hsm_token, officers, label, time.time()) is KeyState.PENDING
+    assert _state(hsm_token, officers, dev_csca, label, time.time()) is KeyState.PENDING
     assert manager.approve(proposed.proposal.id, officers.c).executed
-    assert _state(hsm_token, officers, label, time.time()) is KeyState.ACTIVE
+    assert _state(hsm_token, officers, dev_csca, label, time.time()) is KeyState.ACTIVE
 
 
 def test_an_officer_outside_the_roster_can_neither_propose_nor_approve(
@@ -97,7 +100,7 @@ def test_an_officer_outside_the_roster_can_neither_propose_nor_approve(
     proposed = manager.propose("activate", label, {}, officers.a)
     with pytest.raises(KeyStateError, match="not in the roster"):
         manager.approve(proposed.proposal.id, officers.outsider)
-    assert _state(hsm_token, officers, label, time.time()) is KeyState.PENDING
+    assert _state(hsm_token, officers, dev_csca, label, time.time()) is KeyState.PENDING
 
 
 def _forged(record: KeyStateRecord, officers: Officers, how: str) -> KeyStateRecord:
@@ -149,7 +152,7 @@ def test_a_state_record_written_straight_into_the_token_needs_two_officers(
         record, op="activate", issued_at=now, active_from=now - 1, approvals=()
     )
     hsm_token.put_data(STATE_APPLICATION, label, _forged(active, officers, how).to_bytes())
-    registry = KeyRegistry(hsm_token, officers.policy)
+    registry = KeyRegistry(hsm_token, officers.policy, (dev_csca.certificate,))
     registry.refresh(time.time())
     active_labels = {a.entry.label for a in registry._active}
     if how == "two officers":
@@ -171,10 +174,10 @@ def test_scheduled_activation_is_pending_until_its_time(
     label = _imported(manager, hsm_token, dev_csca, officers)
     at = int(clock.now) + 3600
     _activate(manager, officers, label, at)
-    assert _state(hsm_token, officers, label, clock.now) is KeyState.PENDING
-    assert _state(hsm_token, officers, label, at - 1) is KeyState.PENDING
-    assert _state(hsm_token, officers, label, at) is KeyState.ACTIVE
-    registry = KeyRegistry(hsm_token, officers.policy)
+    assert _state(hsm_token, officers, dev_csca, label, clock.now) is KeyState.PENDING
+    assert _state(hsm_token, officers, dev_csca, label, at - 1) is KeyState.PENDING
+    assert _state(hsm_token, officers, dev_csca, label, at) is KeyState.ACTIVE
+    registry = KeyRegistry(hsm_token, officers.policy, (dev_csca.certificate,))
     registry.refresh(at + 1)
     chosen = registry.select(CertType.TEST, Alg.ES256, at + 1, at + 86400)
     assert chosen.entry.since == at
@@ -196,7 +199,7 @@ def test_destroy_needs_a_retired_key_and_force_while_the_dsc_is_valid(
         manager.propose("destroy", label, {"force": True, "reason": "x"}, officers.a)
     retire = manager.propose("retire", label, {}, officers.a)
     assert manager.approve(retire.proposal.id, officers.b).executed
-    assert _state(hsm_token, officers, label, time.time()) is KeyState.RETIRED
+    assert _state(hsm_token, officers, dev_csca, label, time.time()) is KeyState.RETIRED
 
     with pytest.raises(KeyStateError, match=r"valid until .* --force --reason"):
         manager.propose("destroy", label, {"force": False}, officers.a)
@@ -237,7 +240,7 @@ def test_a_stale_or_altered_proposal_is_refused(
     assert manager.approve(retire.id, officers.c).executed
     with pytest.raises(KeyStateError, match="changed"):
         manager.approve(stale.id, officers.b)
-    assert _state(hsm_token, officers, label, clock.now) is KeyState.RETIRED
+    assert _state(hsm_token, officers, dev_csca, label, clock.now) is KeyState.RETIRED
     assert stale.id in {p.id for p in load_proposals(hsm_token)}
 
 
@@ -286,4 +289,62 @@ def test_activation_runs_the_self_test_and_refuses_a_weak_key(
 
     with pytest.raises(KeyStateError, match=r"cannot be activated.*EXTRACTABLE=True"):
         manager.propose("activate", label, {}, officers.a)
-    assert _state(hsm_token, officers, label, time.time()) is KeyState.PENDING
+    assert _state(hsm_token, officers, dev_csca, label, time.time()) is KeyState.PENDING
+
+
+def _legacy_key_with_dsc(
+    token: HsmToken, csca: DevCsca, officers: Officers, make_manager: Callable[..., KeyManager]
+) -> str:
+    """A key made before keys were restricted to one mechanism (no CKA_ALLOWED_MECHANISMS),
+    with its generate record and an approved DSC import: pending."""
+    label = unique("legacy")
+    key_id = label.encode()
+    generate_legacy_key(token, KeyAlgorithm.EC_P256, label, key_id)
+    record = KeyStateRecord(
+        label=label, key_id=key_id, alg=Alg.ES256, types=TYPES, issued_at=1, op="generate"
+    )
+    token.put_data(STATE_APPLICATION, label, record.to_bytes())
+    pem = csca.issue_dsc(
+        token.public_key_der(key_id), label, "VN", *_validity(time.time(), 730), TYPES
+    ).public_bytes(serialization.Encoding.PEM)
+    manager = make_manager()
+    imported = manager.propose(
+        "import", label, {"certificate": base64.b64encode(pem).decode()}, officers.a
+    )
+    assert manager.approve(imported.proposal.id, officers.b).executed
+    return label
+
+
+def test_activation_refuses_a_key_without_the_mechanism_restriction(
+    hsm_token: HsmToken,
+    dev_csca: DevCsca,
+    officers: Officers,
+    make_manager: Callable[..., KeyManager],
+) -> None:
+    label = _legacy_key_with_dsc(hsm_token, dev_csca, officers, make_manager)
+    with pytest.raises(KeyStateError, match=r"cannot be activated.*ALLOWED_MECHANISMS empty"):
+        make_manager().propose("activate", label, {}, officers.a)
+    assert _state(hsm_token, officers, dev_csca, label, time.time()) is KeyState.PENDING
+
+
+def test_a_key_active_before_the_restriction_keeps_signing_with_a_warning(
+    hsm_token: HsmToken,
+    dev_csca: DevCsca,
+    officers: Officers,
+    make_manager: Callable[..., KeyManager],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Upgrading must not take the appliance down: an already-active key made before issue 8
+    §9 (activated by officers back then) still signs, and the log says to rotate it."""
+    label = _legacy_key_with_dsc(hsm_token, dev_csca, officers, make_manager)
+    record, approved = current_record(hsm_token, label, officers.policy)
+    assert record is not None and approved
+    now = int(time.time())
+    then = dataclasses.replace(record, op="activate", issued_at=now, active_from=now - 1)
+    hsm_token.put_data(STATE_APPLICATION, label, then.signed_by(officers.pair).to_bytes())
+    registry = KeyRegistry(hsm_token, officers.policy, (dev_csca.certificate,))
+    registry.refresh(time.time())
+    entry = next(e for e in registry.entries if e.label == label)
+    assert entry.state is KeyState.ACTIVE and entry.problem is None
+    assert label in {a.entry.label for a in registry._active}
+    assert f"key {label!r}: active key: ALLOWED_MECHANISMS empty" in caplog.text

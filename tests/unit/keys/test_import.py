@@ -70,7 +70,7 @@ CASES: dict[str, tuple[str, Callable[..., x509.Certificate]]] = {
         lambda t, c, k, other, other_key: _dsc(t, c, k, country="DE"),
     ),
     "wrong CSCA": (
-        "not issued by the given CSCA",
+        "not issued by CSCA",
         lambda t, c, k, other, other_key: _dsc(t, other, k),
     ),
 }
@@ -120,7 +120,7 @@ def test_good_certificate_is_stored_after_the_second_approval(
     stored = [c for c in hsm_token.certificates() if c.key_id == key_id]
     assert [c.der for c in stored] == [certificate.public_bytes(serialization.Encoding.DER)]
 
-    registry = KeyRegistry(hsm_token, officers.policy)
+    registry = KeyRegistry(hsm_token, officers.policy, (dev_csca.certificate,))
     registry.refresh(NOW.timestamp())
     (entry,) = [e for e in registry.entries if e.label == label]
     assert entry.state is KeyState.PENDING and entry.dsc.types == TYPES

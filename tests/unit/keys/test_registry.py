@@ -4,6 +4,7 @@ approved by two test officers (dual control is enforced as in the server)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 import time
 from pathlib import Path
@@ -26,8 +27,8 @@ def _now() -> int:
     return int(time.time())
 
 
-def _registry(token: HsmToken, officers: Officers) -> KeyRegistry:
-    registry = KeyRegistry(token, officers.policy)
+def _registry(token: HsmToken, officers: Officers, csca: DevCsca) -> KeyRegistry:
+    registry = KeyRegistry(token, officers.policy, (csca.certificate,))
     registry.refresh(time.time())
     return registry
 
@@ -48,7 +49,7 @@ def test_active_key_signs_its_types_only(
         types=[CertType.TEST],
         officers=officers.pair,
     )
-    registry = _registry(hsm_token, officers)
+    registry = _registry(hsm_token, officers, dev_csca)
     entry = _entry(registry, "reg-test-only")
     assert entry.state is KeyState.ACTIVE and entry.problem is None
     assert entry.dsc.types == frozenset({CertType.TEST})
@@ -67,7 +68,7 @@ def test_pending_and_scheduled_keys_do_not_sign(
         hsm_token, dev_csca, Alg.ES256, "reg-pending", "VN",
         types=[CertType.RECOVERY], state=KeyState.PENDING, officers=officers.pair,
     )  # fmt: skip
-    registry = _registry(hsm_token, officers)
+    registry = _registry(hsm_token, officers, dev_csca)
     assert _entry(registry, "reg-pending").state is KeyState.PENDING
     with pytest.raises(NoKey) as no_key:
         registry.select(CertType.RECOVERY, Alg.ES256, _now(), _now() + DAY)
@@ -104,7 +105,7 @@ def test_key_certificate_mix_up_fails_the_self_test(
     write_dev_state(
         hsm_token, "reg-mixup", key_id, Alg.ES256, der, KeyState.ACTIVE, 0, officers.pair
     )
-    registry = _registry(hsm_token, officers)
+    registry = _registry(hsm_token, officers, dev_csca)
     mixup = _entry(registry, "reg-mixup")
     assert mixup.problem is not None and "self-test" in mixup.problem
 
@@ -116,7 +117,7 @@ def test_certificate_outliving_its_dsc_is_refused(
         hsm_token, dev_csca, Alg.PS256, "reg-short", "VN",
         not_after=NOW + dt.timedelta(days=10), types=[CertType.VACCINATION], officers=officers.pair,
     )  # fmt: skip
-    registry = _registry(hsm_token, officers)
+    registry = _registry(hsm_token, officers, dev_csca)
     assert registry.select(CertType.VACCINATION, Alg.PS256, _now(), _now() + 5 * DAY)
     with pytest.raises(NoKey) as refused:
         registry.select(CertType.VACCINATION, Alg.PS256, _now(), _now() + 365 * DAY)
@@ -133,7 +134,7 @@ def test_dsc_not_yet_valid_is_refused(
         not_before=start, not_after=start + dt.timedelta(days=700), types=[CertType.RECOVERY],
         officers=officers.pair,
     )  # fmt: skip
-    registry = _registry(hsm_token, officers)
+    registry = _registry(hsm_token, officers, dev_csca)
     with pytest.raises(NoKey) as refused:
         registry.select(CertType.RECOVERY, Alg.PS256, _now(), _now() + DAY)
     assert refused.value.code == "dsc_not_yet_valid"
@@ -160,7 +161,7 @@ def test_es256_is_preferred_when_no_alg_is_requested(
         types=[CertType.TEST],
         officers=officers.pair,
     )
-    registry = _registry(hsm_token, officers)
+    registry = _registry(hsm_token, officers, dev_csca)
     chosen = registry.select(CertType.TEST, None, _now(), _now() + DAY)
     assert chosen.entry.dsc.alg is Alg.ES256
     assert (
@@ -191,7 +192,7 @@ def test_dev_bootstrap_approves_a_dev_key_left_without_a_record(
     assert any("approving dev key" in line for line in lines)
     assert len(dev_officers(officers_dir, create=False)) == 2
     policy = ApprovalPolicy(Roster.load(officers_dir), 2)
-    registry = KeyRegistry(hsm_token, policy)
+    registry = KeyRegistry(hsm_token, policy, (dev_csca.certificate,))
     registry.refresh(time.time())
     assert _entry(registry, "dev-dsc-es256").state is KeyState.ACTIVE
 
@@ -209,7 +210,7 @@ def test_outside_key_period_names_iat_outside_the_dsc_or_after_retirement(
         hsm_token, "reg-period", key.key_id, Alg.ES256, der, KeyState.RETIRED, retire_at,
         officers.pair,
     )  # fmt: skip
-    registry = KeyRegistry(hsm_token, officers.policy)
+    registry = _registry(hsm_token, officers, dev_csca)
     registry.refresh(retire_at + 5)
     entry = _entry(registry, "reg-period")
     assert entry.state is KeyState.RETIRED
@@ -224,3 +225,36 @@ def test_outside_key_period_names_iat_outside_the_dsc_or_after_retirement(
     assert beyond is not None and "outside its DSC's validity" in beyond
     assert "no iat" in (registry.outside_key_period(certificate, None) or "")
     assert "no longer in the token" in (registry.outside_key_period(None, retire_at - 1) or "")
+
+
+def test_an_approved_dsc_of_another_ca_is_never_listed_or_selected(
+    hsm_token: HsmToken,
+    dev_csca: DevCsca,
+    officers: Officers,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 8: both officers approved it, but no configured CSCA issued its DSC."""
+    rogue_ca = DevCsca.load_or_create(tmp_path / "rogue-ca", "VN")
+    rogue = create_dev_key(
+        hsm_token, rogue_ca, Alg.ES256, "reg-rogue", "VN",
+        types=[CertType.RECOVERY], officers=officers.pair,
+    )  # fmt: skip
+    registry = _registry(hsm_token, officers, dev_csca)
+    assert "reg-rogue" not in {e.label for e in registry.entries}
+    rogue_der = rogue.public_bytes(serialization.Encoding.DER)
+    assert registry.trust.lookup(hashlib.sha256(rogue_der).digest()[:8]) == ()
+    assert "reg-rogue" not in {a.entry.label for a in registry._active}
+    assert "key 'reg-rogue': DSC not listed: it does not chain to a configured CSCA" in caplog.text
+
+    # The control: a registry trusting that CA serves the very same key.
+    trusting = KeyRegistry(hsm_token, officers.policy, (dev_csca.certificate, rogue_ca.certificate))
+    trusting.refresh(time.time())
+    assert "reg-rogue" in {a.entry.label for a in trusting._active}
+    # Retire it again: other tests expect no active recovery key in the shared token.
+    key = hsm_token.find_key("reg-rogue")
+    assert key is not None
+    write_dev_state(
+        hsm_token, "reg-rogue", key.key_id, Alg.ES256, rogue_der, KeyState.RETIRED, _now() + 1,
+        officers.pair,
+    )  # fmt: skip
