@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from signer.config import load_config
-from signer.errors import SignerError
+from signer.errors import ConfigError, SignerError
 from signer.ledger.cli import add_audit_parser
 from signer.validate import add_validate_parser
 
@@ -233,6 +233,12 @@ def _add_signing_client_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--quiet", action="store_true", help="no progress output")
     command.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on from --out: keep its whole lines, drop a cut-off last line, and send "
+        "only the input lines it does not answer yet",
+    )
+    command.add_argument(
         "--qr",
         choices=["png", "svg", "png,svg"],
         help="also write each certificate's QR code (alphanumeric, ECC Q) into --qr-dir",
@@ -285,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # I/O after the files were opened (disk full, device gone): exit 2
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     return 2
 
 
@@ -339,29 +349,58 @@ def _reissue(args: argparse.Namespace) -> int:
 
 def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> int:
     """``sign`` / ``reissue``: FILE (or stdin) in, JSON lines to --out (or stdout), QR codes to
-    --qr-dir when asked; exit 1 when any item was rejected."""
+    --qr-dir when asked; exit 1 when any item was rejected (in the output file as a whole when
+    resuming). Every file is opened before the first request."""
+    from signer.cli_files import make_directory, open_input, open_output
     from signer.client import QrFiles
+    from signer.resume import NOTHING_ANSWERED, answered_lines
 
-    path = None if args.file == "-" else Path(args.file)
+    if args.batch < 1:
+        raise ConfigError(f"--batch {args.batch}: give 1 or more items per request")
+    if args.resume and args.out is None:
+        raise ConfigError("--resume carries on from the --out file: give --out FILE")
+    answered = answered_lines(args.out) if args.resume else NOTHING_ANSWERED
     progress = None if args.quiet else sys.stderr
+    if answered.lines and progress is not None:
+        print(
+            f"resuming: {len(answered.lines)} line(s) already in {args.out} "
+            f"({answered.rejected} rejected)",
+            file=progress,
+        )
+    path = None if args.file == "-" else Path(args.file)
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(args.out.open("w", encoding="utf-8")) if args.out else sys.stdout
-        qr = QrFiles(args.qr_dir, png="png" in args.qr, svg="svg" in args.qr) if args.qr else None
+        if path is not None:  # a missing input is named before anything else happens
+            open_input(path).close()
+        out = (
+            stack.enter_context(open_output(args.out, append=args.resume))
+            if args.out
+            else sys.stdout
+        )
+        qr = None
+        if args.qr:
+            qr = QrFiles(
+                make_directory(args.qr_dir, "--qr-dir"), "png" in args.qr, "svg" in args.qr
+            )
         tls = _client_tls(args)
-        tally = run(path, args.server, out, args.batch, args.alg, progress, qr, tls=tls)
-    return 1 if tally.rejected else 0
+        tally = run(
+            path, args.server, out, args.batch, args.alg, progress, qr, tls=tls, answered=answered
+        )
+    return 1 if tally.rejected or answered.rejected else 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     import datetime as dt
 
+    from signer.cli_files import open_input, open_output
     from signer.verify_cli import build_trust, parse_instant, verify_file
 
     at = parse_instant(args.at) if args.at else dt.datetime.now(dt.UTC)
     trust = build_trust(args.trust_dir, args.server, tls=_client_tls(args))
     path = None if args.file == "-" else Path(args.file)
+    if path is not None:  # a missing input is named before the output is touched
+        open_input(path).close()
     if args.out is not None:
-        with args.out.open("w", encoding="utf-8") as out:
+        with open_output(args.out) as out:
             failed = verify_file(path, trust, at, out, schema=args.schema)
     else:
         failed = verify_file(path, trust, at, sys.stdout, schema=args.schema)
@@ -372,8 +411,11 @@ def _verify(args: argparse.Namespace) -> int:
 def _trust_list(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from signer.client import fetch_trust_list, write_trust_list
+    from signer.cli_files import make_directory
+    from signer.client import fetch_trust_list
+    from signer.trust_files import write_trust_list
 
+    make_directory(args.out, "--out")  # before the server is asked
     entries = fetch_trust_list(args.server, tls=_client_tls(args))
     paths = write_trust_list(entries, args.out)
     states = {1: "pending", 2: "active", 3: "retired"}
