@@ -352,7 +352,7 @@ def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> 
     --qr-dir when asked; exit 1 when any item was rejected (in the output file as a whole when
     resuming). Every file is opened before the first request."""
     from signer.cli_files import make_directory, open_input, open_output
-    from signer.client import QrFiles
+    from signer.client import QrFiles, check_dial
     from signer.resume import NOTHING_ANSWERED, answered_lines
 
     if args.batch < 1:
@@ -368,9 +368,11 @@ def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> 
             file=progress,
         )
     path = None if args.file == "-" else Path(args.file)
+    if path is not None:  # a missing input is named before anything else happens
+        open_input(path).close()
+    tls = _client_tls(args)
+    check_dial(args.server, tls)  # before --out is truncated
     with contextlib.ExitStack() as stack:
-        if path is not None:  # a missing input is named before anything else happens
-            open_input(path).close()
         out = (
             stack.enter_context(open_output(args.out, append=args.resume))
             if args.out
@@ -381,7 +383,6 @@ def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> 
             qr = QrFiles(
                 make_directory(args.qr_dir, "--qr-dir"), "png" in args.qr, "svg" in args.qr
             )
-        tls = _client_tls(args)
         tally = run(
             path, args.server, out, args.batch, args.alg, progress, qr, tls=tls, answered=answered
         )
@@ -412,11 +413,13 @@ def _trust_list(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from signer.cli_files import make_directory
-    from signer.client import fetch_trust_list
+    from signer.client import check_dial, fetch_trust_list
     from signer.trust_files import write_trust_list
 
+    tls = _client_tls(args)
+    check_dial(args.server, tls)
     make_directory(args.out, "--out")  # before the server is asked
-    entries = fetch_trust_list(args.server, tls=_client_tls(args))
+    entries = fetch_trust_list(args.server, tls=tls)
     paths = write_trust_list(entries, args.out)
     states = {1: "pending", 2: "active", 3: "retired"}
     algs = {1: "ES256", 2: "PS256"}

@@ -109,6 +109,14 @@ def parse_server_address(text: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def check_dial(address: str, tls: ClientTls | None) -> None:
+    """ConfigError now for what :func:`channel` would refuse: an address without a port, TLS
+    files that cannot be read; so a command fails before it touches its output."""
+    parse_server_address(address)
+    if tls is not None:
+        tls.credentials()
+
+
 def channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
     """A channel to ``address`` (``host:port``): TLS with ``tls``, plaintext without."""
     target = parse_server_address(address)

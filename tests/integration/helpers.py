@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 import zlib
@@ -33,6 +34,8 @@ from signer.hcert.verify import TrustedDsc, TrustStore
 from tests.independent import cose_bytes, untag
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 _MAX_MESSAGE = 64 << 20
 DAY = 86400
@@ -257,3 +260,31 @@ def signature_hash(hc1: str) -> bytes:
     parts = CoseParts.of(hc1)
     signature = parts.signature
     return hashlib.sha256(signature[:32] if parts.header()[1] == -7 else signature).digest()[:16]
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``signer ARGS…`` as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "signer.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def ledger_records(appliance_dir: Path) -> int:
+    """How many records the dev appliance's issuance ledger holds, as ``signer audit show``
+    prints them (one JSON line each)."""
+    ledger = appliance_dir / "dev" / "ledger.sqlite"
+    shown = run_cli("audit", "show", "--ledger", str(ledger), timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    return sum(1 for line in shown.stdout.splitlines() if line.startswith("{"))
