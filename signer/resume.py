@@ -39,15 +39,12 @@ def answered_lines(path: Path) -> Answered:
     """Read ``path`` (missing = nothing answered yet) and cut off a last line without its line
     break; a whole line that is not a result of ours is refused rather than guessed at."""
     try:
-        with path.open("r+b") as f:
-            data = f.read()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):
-                f.truncate(end)  # the line the stopped run was writing
+        data = path.read_bytes()
     except FileNotFoundError:
         return NOTHING_ANSWERED
     except OSError as e:
         raise ConfigError(f"--out {path}: cannot resume from it ({e.strerror})") from e
+    end = data.rfind(b"\n") + 1
     lines: set[int] = set()
     rejected = 0
     for number, raw in enumerate(data[:end].splitlines(), start=1):
@@ -59,7 +56,17 @@ def answered_lines(path: Path) -> Answered:
             )
         lines.add(line[0])
         rejected += line[1]
+    if end < len(data):
+        _cut_to(path, end)  # the line the stopped run was writing
     return Answered(frozenset(lines), rejected)
+
+
+def _cut_to(path: Path, size: int) -> None:
+    try:
+        with path.open("r+b") as f:
+            f.truncate(size)
+    except OSError as e:
+        raise ConfigError(f"--out {path}: cannot cut its last partial line ({e.strerror})") from e
 
 
 def _result_line(raw: bytes) -> tuple[int, bool] | None:
