@@ -104,6 +104,34 @@ def test_client_commands_fail_in_one_line_with_exit_2(
     assert not (tmp_path / "out").exists() or fault in ("refused",), "written before failing"
 
 
+@pytest.mark.parametrize("command", ["serve", "validate"])
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[server]\nport = 99999\n", "[server] port = 99999: expected 0..65535"),
+        ('[issuer.validity_days]\ntest = "365"\n', '[issuer.validity_days] test = "365": expected'),
+        ("[issuer.validity_days]\ntest = 1.5\n", "test = 1.5: expected a whole number"),
+        ("[server]\nprot = 1\n", "[server]: unknown key(s) prot (known: host, port,"),
+        ("[server\n", "the config file is not valid TOML"),
+    ],
+)
+def test_a_bad_config_is_one_line_naming_file_and_key(
+    tmp_path: Path, command: str, toml: str, message: str
+) -> None:
+    config, source = tmp_path / "signer.toml", tmp_path / "in.jsonl"
+    config.write_text(toml)
+    _payload_file(source, 1, seed=90)
+    args = ["serve", "--config", str(config)]
+    if command == "validate":
+        args = ["validate", str(source), "--config", str(config), "--out", str(tmp_path / "o")]
+
+    run = run_cli(*args, timeout=120)
+
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(f"error: {config}: ") and run.stderr.count("\n") == 1
+    assert message in run.stderr
+
+
 def test_nothing_is_signed_when_the_output_cannot_be_written(
     appliance: Appliance, tmp_path: Path
 ) -> None:
