@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from signer.config import load_config
 from signer.errors import SignerError
 from signer.ledger.cli import add_audit_parser
 from signer.validate import add_validate_parser
-
-if TYPE_CHECKING:
-    from signer.client import ClientTls, SignTally
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -70,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         help="sign a JSONL file of DCC payloads through a running server",
         description="Reads one DCC JSON payload per line (FILE or - for stdin) and writes one JSON "
         "result per line to stdout: {line, id, hc1, kid, alg, iat, exp} or {line, id, errors}. "
-        "Progress goes to stderr. Exit status 1 when any item was rejected.",
+        "Progress goes to stderr. Exit status 0 all signed, 1 any rejected, 2 usage, connection or "
+        "I/O error. --resume carries on a stopped run from its --out file.",
     )
     sign.add_argument("file", help="JSONL input, or - for stdin")
     _add_signing_client_options(sign)
@@ -80,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         "trust-list",
         help="write every DSC the server knows as PEM files",
         description="Fetches the trust list and writes one PEM file per DSC "
-        "(<label>-<kid hex>.pem) into --out; prints a table of kid, alg, state and validity.",
+        "(<label>-<kid hex>.pem, the label cut to A-Z a-z 0-9 _ . -) into --out; prints a table "
+        "of kid, alg, state and validity.",
     )
     trust.add_argument(
         "--server", default=DEFAULT_SERVER, help=f"host:port (default {DEFAULT_SERVER})"
@@ -95,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         "writes) and asks the server to re-issue them: each must verify against the "
         "appliance's own DSCs (an expired exp is fine), its payload is validated again and "
         "signed with the current key. Writes one JSON result per line, like 'signer sign'. "
-        "Exit status 1 when any item was rejected.",
+        "Exit status 0 all re-issued, 1 any rejected, 2 usage, connection or I/O error.",
     )
     reissue.add_argument("file", help="input file, or - for stdin")
     _add_signing_client_options(reissue)
@@ -215,12 +212,6 @@ def _add_tls_client_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--key", type=Path, metavar="FILE", help="the client certificate's key")
 
 
-def _client_tls(args: argparse.Namespace) -> ClientTls | None:
-    from signer.client import ClientTls
-
-    return ClientTls.from_options(args.ca, args.cert, args.key)
-
-
 def _add_signing_client_options(command: argparse.ArgumentParser) -> None:
     """The options ``sign`` and ``reissue`` share."""
     command.add_argument(
@@ -232,6 +223,12 @@ def _add_signing_client_options(command: argparse.ArgumentParser) -> None:
         "--alg", choices=["ES256", "PS256"], default="", help="preferred algorithm"
     )
     command.add_argument("--quiet", action="store_true", help="no progress output")
+    command.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on from --out: keep its whole lines, drop a cut-off last line, and send "
+        "only the input lines it does not answer yet",
+    )
     command.add_argument(
         "--qr",
         choices=["png", "svg", "png,svg"],
@@ -247,17 +244,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "sign":
-            return _sign(args)
+            from signer.client_commands import run_sign
+
+            return run_sign(args)
         if args.command == "validate":
             from signer.validate import run_validate
 
             return run_validate(args)
         if args.command == "trust-list":
-            return _trust_list(args)
+            from signer.client_commands import run_trust_list
+
+            return run_trust_list(args)
         if args.command == "reissue":
-            return _reissue(args)
+            from signer.client_commands import run_reissue
+
+            return run_reissue(args)
         if args.command == "verify":
-            return _verify(args)
+            from signer.client_commands import run_verify
+
+            return run_verify(args)
         if args.command == "bench":
             from signer.bench import run_bench
 
@@ -285,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # I/O after the files were opened (disk full, device gone): exit 2
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     return 2
 
 
@@ -323,69 +332,6 @@ def _ledger_override(target: str | None) -> tuple[tuple[str, str | None], ...]:
     return (
         (("url", target), ("path", "")) if is_postgres(target) else (("path", target), ("url", ""))
     )
-
-
-def _sign(args: argparse.Namespace) -> int:
-    from signer.client import sign_file
-
-    return _through_server(args, sign_file)
-
-
-def _reissue(args: argparse.Namespace) -> int:
-    from signer.client import reissue_file
-
-    return _through_server(args, reissue_file)
-
-
-def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> int:
-    """``sign`` / ``reissue``: FILE (or stdin) in, JSON lines to --out (or stdout), QR codes to
-    --qr-dir when asked; exit 1 when any item was rejected."""
-    from signer.client import QrFiles
-
-    path = None if args.file == "-" else Path(args.file)
-    progress = None if args.quiet else sys.stderr
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(args.out.open("w", encoding="utf-8")) if args.out else sys.stdout
-        qr = QrFiles(args.qr_dir, png="png" in args.qr, svg="svg" in args.qr) if args.qr else None
-        tls = _client_tls(args)
-        tally = run(path, args.server, out, args.batch, args.alg, progress, qr, tls=tls)
-    return 1 if tally.rejected else 0
-
-
-def _verify(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from signer.verify_cli import build_trust, parse_instant, verify_file
-
-    at = parse_instant(args.at) if args.at else dt.datetime.now(dt.UTC)
-    trust = build_trust(args.trust_dir, args.server, tls=_client_tls(args))
-    path = None if args.file == "-" else Path(args.file)
-    if args.out is not None:
-        with args.out.open("w", encoding="utf-8") as out:
-            failed = verify_file(path, trust, at, out, schema=args.schema)
-    else:
-        failed = verify_file(path, trust, at, sys.stdout, schema=args.schema)
-    print(f"{failed} line(s) failed verification", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _trust_list(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from signer.client import fetch_trust_list, write_trust_list
-
-    entries = fetch_trust_list(args.server, tls=_client_tls(args))
-    paths = write_trust_list(entries, args.out)
-    states = {1: "pending", 2: "active", 3: "retired"}
-    algs = {1: "ES256", 2: "PS256"}
-    print(f"{'label':24} {'kid (hex)':16} {'alg':5} {'state':8} {'not after':20} file")
-    for entry, path in zip(entries, paths, strict=True):
-        not_after = dt.datetime.fromtimestamp(entry.not_after, dt.UTC).strftime("%Y-%m-%d %H:%M")
-        print(
-            f"{entry.label:24} {entry.kid.hex():16} {algs.get(entry.alg, '?'):5} "
-            f"{states.get(entry.state, '?'):8} {not_after:20} {path}"
-        )
-    return 0
 
 
 def _dev_tls(args: argparse.Namespace) -> int:

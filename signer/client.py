@@ -11,7 +11,9 @@ import contextlib
 import itertools
 import json
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +25,19 @@ from cryptography.hazmat.primitives import serialization
 
 from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
+from signer.cli_files import open_input
 from signer.domain import ItemError
 from signer.errors import BackendError, ConfigError, RequestError
-from signer.jsonl import not_utf8, open_text, records, stdin_text
+from signer.jsonl import not_utf8, records, stdin_text
+from signer.resume import NOTHING_ANSWERED, Answered
 
 _ALGS = {"": pb.ALGORITHM_UNSPECIFIED, "ES256": pb.ALGORITHM_ES256, "PS256": pb.ALGORITHM_PS256}
 _ALG_NAMES = {pb.ALGORITHM_ES256: "ES256", pb.ALGORITHM_PS256: "PS256"}
 _MAX_MESSAGE = 64 << 20
+#: SignStream batches sent and not yet written out; the server works on 2 at a time
+#: (``[server] stream_window``), so 2 keep it busy. A killed run has at most this many batches
+#: signed but not in its output: what ``--resume`` signs a second time.
+WINDOW = 2
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,14 @@ def parse_server_address(text: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def check_dial(address: str, tls: ClientTls | None) -> None:
+    """ConfigError now for what :func:`channel` would refuse: an address without a port, TLS
+    files that cannot be read; so a command fails before it touches its output."""
+    parse_server_address(address)
+    if tls is not None:
+        tls.credentials()
+
+
 def channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
     """A channel to ``address`` (``host:port``): TLS with ``tls``, plaintext without."""
     target = parse_server_address(address)
@@ -157,9 +173,8 @@ def _rejected_here(number: int, error: ItemError) -> pb.ItemResult:
 
 
 def _batches(
-    lines: Iterable[str], size: int, alg: str, output: pb.OutputOptions | None
+    chunks: Iterator[tuple[int, str]], size: int, alg: str, output: pb.OutputOptions | None
 ) -> Iterator[tuple[_Lines, pb.SignBatchRequest]]:
-    chunks = records(lines)
     while chunk := list(itertools.islice(chunks, size)):
         local: dict[int, pb.ItemResult] = {}
         items = []
@@ -194,6 +209,7 @@ class _Results:
             else:
                 self.tally.rejected += 1
             self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._out.flush()  # a stopped run keeps every batch it wrote (--resume)
         now = time.monotonic()
         if self._progress is not None and now - self._last >= 1.0:
             self._last = now
@@ -210,7 +226,7 @@ def _input(path: Path | None) -> Iterator[IO[str]]:
     if path is None:
         yield stdin_text()
     else:
-        with open_text(path) as source:
+        with open_input(path) as source:
             yield source
 
 
@@ -224,24 +240,35 @@ def sign_file(
     qr: QrFiles | None = None,
     *,
     tls: ClientTls | None = None,
+    answered: Answered = NOTHING_ANSWERED,
 ) -> SignTally:
-    """Sign every non-blank line of ``path`` (None = stdin) through SignStream; one JSON result
-    line per input, in input order."""
+    """Sign every non-blank line of ``path`` (None = stdin) that ``answered`` does not hold
+    through SignStream; one JSON result line per input, in input order, flushed per batch. At
+    most :data:`WINDOW` batches are unanswered at once."""
     results = _Results(out, progress, qr)
-    pending: list[_Lines] = []
+    pending: deque[_Lines] = deque()
+    window = threading.Semaphore(WINDOW)
+    finished = threading.Event()
     with _input(path) as source:
+        numbered = answered.pending(records(source))
 
         def requests() -> Iterator[pb.SignBatchRequest]:
-            for lines, request in _batches(source, batch, alg, qr.options() if qr else None):
+            for lines, request in _batches(numbered, batch, alg, qr.options() if qr else None):
+                while not window.acquire(timeout=0.1):  # grpc's thread: give up when done
+                    if finished.is_set():
+                        return
                 pending.append(lines)
                 yield request
 
         try:
             with channel(address, tls) as ch:
                 for response in pb_grpc.SignerStub(ch).SignStream(requests()):
-                    results.write(pending.pop(0), response.results)
+                    results.write(pending.popleft(), response.results)
+                    window.release()
         except grpc.RpcError as e:
             raise _rpc_error(e, address) from e
+        finally:
+            finished.set()
     return results.finish()
 
 
@@ -282,11 +309,13 @@ def reissue_file(
     qr: QrFiles | None = None,
     *,
     tls: ClientTls | None = None,
+    answered: Answered = NOTHING_ANSWERED,
 ) -> SignTally:
-    """Re-issue every HC1 of ``path`` through the Reissue RPC; one JSON result line per input."""
+    """Re-issue every HC1 of ``path`` that ``answered`` does not hold through the Reissue RPC,
+    one batch at a time; one JSON result line per input, flushed per batch."""
     results = _Results(out, progress, qr)
     with _input(path) as source:
-        lines = hc1_lines(source)
+        lines = answered.pending(hc1_lines(source))
         try:
             with channel(address, tls) as ch:
                 stub = pb_grpc.SignerStub(ch)
@@ -339,18 +368,6 @@ def fetch_trust_list(address: str, *, tls: ClientTls | None = None) -> list[pb.T
             return list(pb_grpc.SignerStub(ch).GetTrustList(pb.GetTrustListRequest()).entries)
     except grpc.RpcError as e:
         raise _rpc_error(e, address) from e
-
-
-def write_trust_list(entries: Iterable[pb.TrustListEntry], directory: Path) -> list[Path]:
-    """One PEM file per DSC, named after its label and kid."""
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for entry in entries:
-        certificate = x509.load_der_x509_certificate(entry.certificate_der)
-        path = directory / f"{entry.label}-{entry.kid.hex()}.pem"
-        path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        written.append(path)
-    return written
 
 
 def _rpc_error(error: grpc.RpcError, address: str) -> Exception:

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from signer.cli_files import open_input, open_output
 from signer.errors import ConfigError
-from signer.jsonl import open_text, stdin_text
+from signer.jsonl import stdin_text
 
 
 def add_validate_parser(
@@ -46,15 +47,9 @@ def add_validate_parser(
 
 
 def _open(path: Path, option: str, mode: str) -> IO[str]:
-    try:
-        if mode == "r":
-            return open_text(path)  # a line that is not UTF-8 gets a utf8 error; the file goes on
-        return path.open(mode, encoding="utf-8", newline="" if option == "--csv" else None)
-    except OSError as e:
-        what = "read" if mode == "r" else "write"
-        raise ConfigError(
-            f"{option} {path}: cannot {what} it ({e.strerror}); check the path and permissions"
-        ) from e
+    if mode == "r":
+        return open_input(path, option)  # a line that is not UTF-8 gets a utf8 error; file goes on
+    return open_output(path, option, newline="" if option == "--csv" else None)
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -35,6 +35,8 @@ from tests.independent import cose_bytes, untag
 
 T = TypeVar("T")
 
+ROOT = Path(__file__).resolve().parents[2]
+
 _MAX_MESSAGE = 64 << 20
 DAY = 86400
 
@@ -292,3 +294,31 @@ def dual_control(config: Path, officers: Path, command: str, *args: str) -> None
         str(officers / "dev-officer-b.key.pem"),
     )
     assert done["executed"] and done["approved_by"] == ["dev-officer-a", "dev-officer-b"]
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``signer ARGS…`` as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "signer.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def ledger_records(appliance_dir: Path) -> int:
+    """How many records the dev appliance's issuance ledger holds, as ``signer audit show``
+    prints them (one JSON line each)."""
+    ledger = appliance_dir / "dev" / "ledger.sqlite"
+    shown = run_cli("audit", "show", "--ledger", str(ledger), timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    return sum(1 for line in shown.stdout.splitlines() if line.startswith("{"))

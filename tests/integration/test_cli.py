@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -17,25 +15,9 @@ from signer.bench.payloads import vaccination_payloads
 from signer.hcert.verify import TrustStore, verify_hc1
 from tests.conftest import Appliance
 from tests.independent import hc1_claims, hc1_verifies
-from tests.integration.helpers import kid_of_der, to_json
+from tests.integration.helpers import kid_of_der, read_jsonl, run_cli, to_json
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("serve", "sign", "trust-list", "bench")
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "signer.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_sign_1000_payloads_and_verify_against_the_trust_list(

@@ -53,8 +53,14 @@ def test_tls_is_off_by_default_and_the_properties_say_what_is_on() -> None:
         ({"cert": "s.pem"}, "[tls] cert is set but key is not"),
         ({"key": "s.key"}, "[tls] key is set but cert is not"),
         ({"client_ca": "ca.pem"}, "[tls] client_ca is set without cert and key"),
-        ({"cert": "s.pem", "key": "s.key", "identity": "email"}, "[tls] identity must be one of"),
-        ({"certificate": "s.pem"}, "unknown key(s) in [tls]: certificate"),
+        (
+            {"cert": "s.pem", "key": "s.key", "identity": "email"},
+            '[tls] identity = "email": expected one of "cn", "san_dns", "san_uri"',
+        ),
+        (
+            {"certificate": "s.pem"},
+            "[tls]: unknown key(s) certificate (known: cert, key, client_ca, identity)",
+        ),
     ],
 )
 def test_tls_config_mistakes_are_refused(tls: dict[str, str], message: str) -> None:
