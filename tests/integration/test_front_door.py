@@ -163,7 +163,10 @@ def test_quota_refusal_carries_retry_info(mtls: Appliance, dev_tls: DevTls) -> N
     assert status is not None
     retry = error_details_pb2.RetryInfo()
     assert any(d.Unpack(retry) for d in status.details)
-    assert retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9 > 1.0
+    # the wait for the missing tokens at 100/s: above nothing, at most a whole burst's 10 s
+    # (how much refilled while the earlier batches signed depends on the machine's load)
+    delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+    assert 0 < delay <= 10.0
 
 
 def test_a_second_instance_on_the_same_port_is_refused(appliance: Appliance) -> None:
