@@ -76,7 +76,8 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
-## make lock: re-resolve requirements.lock (the image) and requirements-dev.lock (make test, the
+## make lock: (grpcio-tools stays at the version that made the committed gencode, 1.85.1:
+## protos-check compares byte for byte) re-resolve requirements.lock (the image) and requirements-dev.lock (make test, the
 ## dev extras) from pyproject.toml with sha256 hashes; commit both. --upgrade-package P moves one.
 UV_VERSION := 0.13.9
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
