@@ -27,6 +27,7 @@ examples:
   signer bench --items 200000
   signer keys list                          security officers: DSC keys in the HSM (keys --help)
   signer dev-tls --out .dev/tls --client issuer-a --client reader-b
+  signer health 127.0.0.1:50051             exit 0 only when the appliance is SERVING
 """
 
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -166,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     add_devca_parser(commands)
     add_audit_parser(commands)
 
+    _add_dev_tls_parser(commands)
+    _add_health_parser(commands)
+    return parser
+
+
+def _add_dev_tls_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev_tls = commands.add_parser(
         "dev-tls",
         help="development TLS CA, server and client certificates (NOT FOR PRODUCTION)",
@@ -182,7 +190,39 @@ def _parser() -> argparse.ArgumentParser:
     dev_tls.add_argument(
         "--days", type=int, default=30, help="server and client validity (default 30)"
     )
-    return parser
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml), not a second copy of it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hcert-signer")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
+def _add_health_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from signer import health
+
+    command = commands.add_parser(
+        "health",
+        help="ask a running appliance whether it is SERVING (grpc.health.v1)",
+        description="Calls grpc.health.v1.Health/Check on ADDR and prints the status. Exit "
+        "status 0 when SERVING, 1 when the appliance answers anything else (NOT_SERVING, "
+        "SERVICE_UNKNOWN), 2 when nothing answers (not listening, TLS refused, timeout). "
+        "--ca, --cert, --key and --server-name default to $HCERT_HEALTH_CA, "
+        "$HCERT_HEALTH_CERT, $HCERT_HEALTH_KEY and $HCERT_HEALTH_SERVER_NAME when set.",
+    )
+    health.add_health_options(command)
+    _add_tls_client_options(command)
+    command.set_defaults(**health.environment_defaults())
 
 
 def _add_serve_overrides(serve: argparse.ArgumentParser) -> None:
@@ -277,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return devca_cli.run(args)
         if args.command == "dev-tls":
             return _dev_tls(args)
+        if args.command == "health":
+            from signer import health
+
+            return health.run(args)
         if args.command == "audit":
             from signer.ledger import cli as ledger_cli
 

@@ -48,6 +48,8 @@ class ClientTls:
     ca: Path | None
     cert: Path | None = None
     key: Path | None = None
+    #: the name to expect in the server's certificate when the dialled address is not it
+    server_name: str | None = None
 
     @classmethod
     def from_options(cls, ca: Path | None, cert: Path | None, key: Path | None) -> ClientTls | None:
@@ -120,12 +122,14 @@ def check_dial(address: str, tls: ClientTls | None) -> None:
 def channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
     """A channel to ``address`` (``host:port``): TLS with ``tls``, plaintext without."""
     target = parse_server_address(address)
-    options = [
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", _MAX_MESSAGE),
         ("grpc.max_send_message_length", _MAX_MESSAGE),
     ]
     if tls is None:
         return grpc.insecure_channel(target, options=options)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
     return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
