@@ -18,7 +18,7 @@ from signer.cli import main
 from signer.devtls import DevTls
 from signer.front.tls import server_credentials
 from tests.conftest import Appliance
-from tests.integration.test_cli import run_cli
+from tests.integration.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
