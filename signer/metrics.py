@@ -49,6 +49,11 @@ LEDGER_CHECKPOINT_FAILURES = Counter(
     "hcert_ledger_checkpoint_failures_total",
     "Ledger checkpoints that failed (HSM, storage, or a head that moved).",
 )
+KEY_STATE_REPLAYS = Counter(
+    "hcert_key_state_replays_total",
+    "Key-state records refused because their version is below the ledger's highest accepted "
+    "version for the key (a replayed older record).",
+)
 SIGNATURES = Counter("hcert_signatures_total", "Signatures made in the HSM, by kid.", ["kid"])
 HSM_ERRORS = Counter("hcert_hsm_errors_total", "HSM operations that failed.")
 WORKER_READY = Gauge(

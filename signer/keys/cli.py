@@ -20,27 +20,29 @@ from pathlib import Path
 from typing import Any
 
 from hsm import HsmToken
-from signer.audit import AuditTrail
 from signer.config import Config, load_config
 from signer.domain import Alg, CertType
 from signer.errors import RequestError, SignerError
 from signer.keys.csca import load_cscas
 from signer.keys.lifecycle import KeyManager, KeyRow, Outcome
 from signer.keys.officers import OfficerKey, Roster, approval_policy
+from signer.ledger.events import KEY_EVENTS_CHAIN, KeyEventLog, read_key_events
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.keys_command == "audit":
-        return _audit(AuditTrail(config.audit_path), args)
+        return _audit(config, args)
     policy = approval_policy(config)
-    officer = _officer(args, policy.roster, AuditTrail(config.audit_path))
     token = open_token(config)
     try:
+        events = KeyEventLog(config.ledger_target, token)
+        _import_trail(config, events)
+        officer = _officer(args, policy.roster, events)
         manager = KeyManager(
             token,
             policy,
-            AuditTrail(config.audit_path),
+            events,
             country=config.issuer.country,
             cscas=load_cscas(config),
             proposal_seconds=config.officers.proposal_hours * 3600,
@@ -52,7 +54,21 @@ def run(args: argparse.Namespace) -> int:
         token.close()
 
 
-def _officer(args: argparse.Namespace, roster: Roster, trail: AuditTrail) -> OfficerKey | None:
+def _import_trail(config: Config, events: KeyEventLog) -> None:
+    """The JSON-lines trail of before the ledger, imported once (``signer.ledger.events``)."""
+    if not (config.audit.path or config.dev.bootstrap):
+        return
+    path = config.audit_path
+    count = events.import_trail(path)
+    if count:
+        print(
+            f"imported the {count} line(s) of the key audit trail {path} into the ledger's "
+            f"key-events chain; the file is now {path.name}.imported",
+            file=sys.stderr,
+        )
+
+
+def _officer(args: argparse.Namespace, roster: Roster, trail: KeyEventLog) -> OfficerKey | None:
     """The officer named by --officer-key; a refused key is audited too."""
     path: Path | None = getattr(args, "officer_key", None)
     if path is None:
@@ -156,14 +172,21 @@ def _report(args: argparse.Namespace, outcome: Outcome) -> int:
     return 0
 
 
-def _audit(trail: AuditTrail, args: argparse.Namespace) -> int:
+def _audit(config: Config, args: argparse.Namespace) -> int:
+    """The key-events chain of the ledger: printed, or checked like ``signer audit verify``."""
+    from signer.ledger import cli as ledger_cli
+
     if args.verify:
-        problems = trail.verify()
-        for problem in problems:
-            print(f"line {problem.line}: {problem.message}")
-        print(f"audit trail {trail.path}: {'BROKEN' if problems else 'intact'}", file=sys.stderr)
-        return 1 if problems else 0
-    for entry in trail.entries():
+        return ledger_cli.verify(
+            argparse.Namespace(
+                config=args.config,
+                ledger=None,
+                chain=KEY_EVENTS_CHAIN,
+                audit_key=None,
+                chain_only=False,
+            )
+        )
+    for entry in read_key_events(config.ledger_target):
         if args.json:
             print(json.dumps(entry, ensure_ascii=False))
         else:

@@ -21,8 +21,10 @@ the token PIN from $HCERT_SIGNER_PIN or [hsm] pin_file (never from the config fi
 import-cert, activate, retire and destroy are under dual control: the first officer's command
 (with --officer-key) stores a signed proposal in the token and prints its id; a second officer
 completes it with 'signer keys approve ID --officer-key B.pem'. Running servers pick up a
-change within [hsm] key_refresh_seconds. Every call, refusals included, goes to the audit
-trail ([audit] path). Rotation step by step: docs/rotation-runbook.md.
+change within [hsm] key_refresh_seconds. Every call, refusals included, is recorded in the
+issuance ledger's key-events chain and checkpointed in the HSM at once; a JSON-lines trail
+left at [audit] path by an older version is imported once. Rotation step by step:
+docs/rotation-runbook.md.
 """
 
 
@@ -134,8 +136,18 @@ def add_keys_parser(commands: Any) -> None:
         "the counter restarts with the server.",
     )
     p.add_argument("--metrics", action="append", default=[], help="e.g. http://127.0.0.1:9464")
-    p = add("audit", "print or verify the audit trail", "Print the audit trail ([audit] path).")
-    p.add_argument("--verify", action="store_true", help="check the hash chain; exit 1 if broken")
+    p = add(
+        "audit",
+        "print or verify the key events in the ledger",
+        "Print the key-events chain of the issuance ledger: every proposal, approval, state "
+        "change and refusal, and the replays the servers refused.",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the chain, its checkpoints and the HSM's head (as 'signer audit verify "
+        "--chain key-events'); exit 1 if broken",
+    )
 
 
 DEV_CA_BANNER = (

@@ -8,10 +8,13 @@ place the rule lives (STYLE.md "One place for each decision"):
   filed under, never counts;
 - a record counts only when ``[officers] required_approvals`` distinct roster officers signed
   its exact content (ADR 0005);
-- among approved records for one label the newest ``issued_at`` wins (ties: the larger stored
-  bytes, so the choice never depends on the order the token lists objects in);
+- among approved records for one label the highest ``version`` wins, then the newest
+  ``issued_at`` (ties: the larger stored bytes, so the choice never depends on the order the
+  token lists objects in);
 - an approved record older than one the caller has already seen for that label is a replay and
-  is ignored (``newest_seen``: a server remembers; a one-shot CLI run passes nothing).
+  is ignored (``newest_seen``: a server remembers while it runs);
+- so is an approved record whose ``version`` is below the highest the ledger has accepted for
+  its key (``floors``, issue 8 §7): that survives restarts and holds on every replica.
 
 Unapproved records never count; the newest one per label is still handed back, because an
 officer must see a freshly generated key (its ``generate`` record has no approvals yet).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.state import KeyStateRecord
@@ -40,6 +44,23 @@ class Ignored:
 
     label: str
     reason: str
+    replay: KeyStateRecord | None = None  # an approved record below the ledger's floor
+
+
+class VersionGuard(Protocol):
+    """Where the highest accepted version of each key is kept (the ledger, issue 8 §7)."""
+
+    def floors(self) -> Mapping[bytes, int]:
+        """key id → highest accepted version; raises when it cannot be read."""
+        ...
+
+    def accepted(self, records: Iterable[KeyStateRecord], floors: Mapping[bytes, int]) -> None:
+        """These records count now: raise the floors they are above."""
+        ...
+
+    def replayed(self, record: KeyStateRecord, floor: int) -> None:
+        """This approved record was refused as a replay (below ``floor``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +78,11 @@ def records_that_count(
     stored: Iterable[StoredRecord],
     policy: ApprovalPolicy,
     newest_seen: Mapping[str, int] | None = None,
+    floors: Mapping[bytes, int] | None = None,
 ) -> RecordsThatCount:
-    """Decide, for every label, which key-state record counts (module docstring)."""
-    seen = newest_seen or {}
+    """Decide, for every label, which key-state record counts (module docstring). ``floors``:
+    key id → the highest version the ledger has accepted for that key."""
+    seen, lowest = newest_seen or {}, floors or {}
     counted: dict[str, tuple[KeyStateRecord, bytes]] = {}
     unapproved: dict[str, tuple[KeyStateRecord, bytes]] = {}
     ignored: list[Ignored] = []
@@ -85,6 +108,17 @@ def records_that_count(
                     )
                 )
             continue
+        floor = lowest.get(record.key_id, 0)
+        if record.version < floor:
+            ignored.append(
+                Ignored(
+                    item.label,
+                    f"refusing a replayed key-state record: version {record.version} ({record.op}) "
+                    f"is below version {floor}, the highest the ledger has accepted for this key",
+                    replay=record,
+                )
+            )
+            continue
         if record.issued_at < seen.get(record.label, 0):
             ignored.append(
                 Ignored(item.label, "ignoring an approved key-state record older than one seen")
@@ -102,5 +136,9 @@ def _keep_newest(
     chosen: dict[str, tuple[KeyStateRecord, bytes]], record: KeyStateRecord, raw: bytes
 ) -> None:
     current = chosen.get(record.label)
-    if current is None or (record.issued_at, raw) > (current[0].issued_at, current[1]):
+    if current is None or (record.version, record.issued_at, raw) > (
+        current[0].version,
+        current[0].issued_at,
+        current[1],
+    ):
         chosen[record.label] = (record, raw)

@@ -205,8 +205,10 @@ def write_dev_state(
     state: KeyState,
     at: int,
     officers: tuple[OfficerKey, ...],
+    version: int = 1,
 ) -> KeyStateRecord:
-    """Write an approved state record (``state`` from ``at`` on) for a dev key's DSC."""
+    """Write an approved state record (``state`` from ``at`` on) for a dev key's DSC; a test
+    that changes a key's state gives each new record a higher ``version``."""
     record = KeyStateRecord(
         label=label,
         key_id=key_id,
@@ -217,6 +219,7 @@ def write_dev_state(
         active_from=at if state is not KeyState.PENDING else None,
         retire_at=at if state is KeyState.RETIRED else None,
         certificate_sha256=hashlib.sha256(der).digest(),
+        version=version,
     ).signed_by(officers)
     token.put_data(STATE_APPLICATION, label, record.to_bytes())
     return record

@@ -5,7 +5,9 @@
 ``[officers] required_approvals`` distinct roster officers have signed. Each step re-plans the
 operation against the token as it is now (:mod:`signer.keys.plans`), so a proposal made stale by
 another change is refused rather than applied. Every call, refusals included, is appended to the
-audit trail. The CLI process is single-threaded: PKCS#11 is used from one thread only.
+ledger's key-events chain (``signer.ledger.events``), and every new key-state record's version
+is accepted there (issue 8 §7). The CLI process is single-threaded: PKCS#11 is used from one
+thread only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import Any, TypeVar
 from cryptography import x509
 
 from hsm import HsmError, HsmToken, KeyAlgorithm
-from signer.audit import AuditTrail
 from signer.domain import Alg, CertType
 from signer.errors import BackendError, KeyStateError, SignerError
 from signer.keys.csr import build_csr, parse_subject
@@ -32,6 +33,7 @@ from signer.keys.officers import ApprovalPolicy, OfficerKey
 from signer.keys.plans import Plan, current_record, plan
 from signer.keys.proposals import Proposal, delete_proposal, load_proposals, store_proposal
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
+from signer.ledger.events import KeyEventLog
 
 T = TypeVar("T")
 KEY_ALGORITHMS = {Alg.ES256: KeyAlgorithm.EC_P256, Alg.PS256: KeyAlgorithm.RSA_2048}
@@ -70,7 +72,7 @@ class KeyManager:
         self,
         token: HsmToken,
         policy: ApprovalPolicy,
-        audit: AuditTrail,
+        events: KeyEventLog,
         *,
         country: str,
         cscas: Sequence[x509.Certificate],
@@ -81,7 +83,7 @@ class KeyManager:
     ) -> None:
         self._token = token
         self._policy = policy
-        self._audit = audit
+        self._events = events
         self._country = country
         self._cscas = tuple(cscas)
         self._proposal_seconds = proposal_seconds
@@ -110,8 +112,10 @@ class KeyManager:
                 types=types,
                 issued_at=int(self._clock()),
                 op="generate",
+                version=1,
             )
             self._hsm(lambda: self._token.put_data(STATE_APPLICATION, label, record.to_bytes()))
+            self._events.accept_version(key_id, record.version)
             return record
 
     def csr(self, label: str, subject: str) -> bytes:
@@ -273,6 +277,8 @@ class KeyManager:
             delete_proposal(self._token, proposal.id)
 
         self._hsm(run)
+        if result.record is not None and proposal.op != "destroy":
+            self._events.accept_version(result.key_id, result.record.version)
 
     def _check_roster(self, officer: OfficerKey) -> None:
         if self._policy.roster.name_of(officer.key.public_key()) != officer.name:
@@ -297,7 +303,7 @@ class KeyManager:
         try:
             yield note
         except SignerError as e:
-            self._audit.append(
+            self._events.append(
                 op=op,
                 officers=officers,
                 label=label,
@@ -307,7 +313,7 @@ class KeyManager:
                 error=str(e),
             )
             raise
-        self._audit.append(
+        self._events.append(
             op=op,
             officers=officers,
             label=label,

@@ -83,6 +83,7 @@ def plan(
         op=proposal.op,
         proposal=proposal.id,
         approvals=(),
+        version=record.version + 1,
     )
     at = int(proposal.params.get("at", proposal.proposed_at))
     state = record.effective(now.timestamp()) if approved else KeyState.PENDING

@@ -23,17 +23,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 
 from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
 from signer.domain import Alg, CertType
+from signer.errors import BackendError
 from signer.hcert.encode import HcertEncoder
 from signer.hcert.verify import TrustedDsc, TrustStore
 from signer.keys.certcheck import chain_problems
-from signer.keys.counting import StoredRecord, records_that_count
+from signer.keys.counting import StoredRecord, VersionGuard, records_that_count
 from signer.keys.dsc import DscFacts
 from signer.keys.officers import ApprovalPolicy
 from signer.keys.selftest import self_test
@@ -85,8 +86,11 @@ class KeyRegistry:
         approvals: ApprovalPolicy,
         cscas: Sequence[x509.Certificate],
         key_usage_days: int = DEFAULT_KEY_USAGE_DAYS,
+        guard: VersionGuard | None = None,
     ) -> None:
         self._token = token
+        self._guard = guard
+        self._floors: Mapping[bytes, int] | None = None if guard is not None else {}
         self._approvals = approvals
         self._cscas = tuple(cscas)
         self._chain: dict[bytes, list[str]] = {}  # DSC DER → why it does not chain (cached)
@@ -142,12 +146,32 @@ class KeyRegistry:
         stored = (
             StoredRecord(d.label, d.value) for d in self._token.data_objects(STATE_APPLICATION)
         )
-        found = records_that_count(stored, self._approvals, self._newest)
+        floors = self._read_floors()
+        if floors is None:
+            return {}
+        found = records_that_count(stored, self._approvals, self._newest, floors)
         for ignored in found.ignored:
             self._warn_once(ignored.label, ignored.reason)
+            if ignored.replay is not None and self._guard is not None:
+                self._guard.replayed(ignored.replay, floors.get(ignored.replay.key_id, 0))
+        if self._guard is not None:
+            self._guard.accepted(found.counted.values(), floors)
         for label, issued_at in found.newest_seen().items():
             self._newest[label] = max(self._newest.get(label, 0), issued_at)
         return dict(found.counted)
+
+    def _read_floors(self) -> Mapping[bytes, int] | None:
+        """The ledger's version floors: the last ones read when the ledger is unreachable, and
+        None (no key counts: fail closed) until they have been read once."""
+        if self._guard is None:
+            return self._floors
+        try:
+            self._floors = self._guard.floors()
+        except BackendError as e:
+            self._warn_once(
+                "*", f"cannot read the key-state version floors from the ledger yet: {e}"
+            )
+        return self._floors
 
     def _covers(self, record: KeyStateRecord | None, key: SigningKey, der: bytes) -> bool:
         """Under dual control, a DSC counts only when an approved record names it and the key."""

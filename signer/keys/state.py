@@ -45,6 +45,10 @@ class KeyStateRecord:
     certificate_sha256: bytes | None = None  # the DSC these approvals cover
     proposal: str | None = None  # id of the approved proposal
     approvals: tuple[Approval, ...] = field(default=())
+    #: One more than the record it replaces (issue 8 §7); the ledger keeps the highest accepted
+    #: per key, so an older record written back into the token is refused after any restart.
+    #: 0 for a record written before versions existed (its content has no "version").
+    version: int = 0
 
     def content(self) -> dict[str, Any]:
         """The canonical content every approval signs (everything except the approvals)."""
@@ -62,7 +66,7 @@ class KeyStateRecord:
                 self.certificate_sha256.hex() if self.certificate_sha256 is not None else None
             ),
             "proposal": self.proposal,
-        }
+        } | ({"version": self.version} if self.version else {})
 
     def effective(self, now: float) -> KeyState:
         """Retired once ``retire_at`` has come, active once ``active_from`` has, else pending."""
@@ -120,7 +124,14 @@ class KeyStateRecord:
             certificate_sha256=bytes.fromhex(digest) if digest is not None else None,
             proposal=content["proposal"],
             approvals=tuple(Approval.from_json(a) for a in data["approvals"]),
+            version=_version(content.get("version", 0)),
         )
+
+
+def _version(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"key-state record version {value!r} is not a whole number ≥ 0")
+    return value
 
 
 def _optional_int(value: Any) -> int | None:

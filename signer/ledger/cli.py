@@ -22,6 +22,7 @@ from signer.config import load_config
 from signer.errors import BackendError, ConfigError
 from signer.hcert.revocation import truncated_sha256
 from signer.ledger.checkpoints import HEAD_APPLICATION, Head, unpack_head
+from signer.ledger.records import decode_event
 from signer.ledger.revocation_cli import add_revocation_parsers, run_export, run_revoke
 from signer.ledger.store import LedgerReader, check_target, open_reader
 from signer.ledger.verify import verify_anchors, verify_chain
@@ -97,7 +98,7 @@ def add_audit_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.audit_command == "verify":
-        return _verify(args)
+        return verify(args)
     if args.audit_command == "show":
         return _show(args)
     if args.audit_command == "key":
@@ -173,6 +174,12 @@ def _show(args: argparse.Namespace) -> int:
     try:
         for name in [args.chain] if args.chain else ledger.chains():
             for record in ledger.records(name):
+                if record.is_event:  # a key event (signer keys audit): no certificate
+                    if wanted is None and uci is None:
+                        event = decode_event(record.body)
+                        line = {"chain": name, "seq": record.seq, "time_us": event.time_us}
+                        print(json.dumps({**line, "event": event.fields}, ensure_ascii=False))
+                    continue
                 if wanted is not None and record.signature != wanted:
                     continue
                 entry = record.entry
@@ -196,7 +203,8 @@ def _text(value: object) -> object:
     return base64.b64encode(value).decode() if isinstance(value, bytes) else value
 
 
-def _verify(args: argparse.Namespace) -> int:
+def verify(args: argparse.Namespace) -> int:
+    """``signer audit verify`` (also ``signer keys audit --verify`` for the key-events chain)."""
     ledger = _open(args)
     try:
         names = [args.chain] if args.chain else ledger.chains()

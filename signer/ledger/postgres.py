@@ -12,6 +12,7 @@ never under-records.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Final
 
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     signature BYTEA NOT NULL,
     PRIMARY KEY (chain, seq)
 );
+CREATE TABLE IF NOT EXISTS key_version (
+    key_id BYTEA PRIMARY KEY,
+    version BIGINT NOT NULL,
+    time_us BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS revocation (
     hash_type TEXT NOT NULL,
     hash BYTEA NOT NULL,
@@ -64,9 +70,10 @@ _CONNECT: Final[dict[str, Any]] = {
 
 
 class PostgresLedger:
-    def __init__(self, url: str, chain: str) -> None:
+    def __init__(self, url: str, chain: str, wait: float = 0.0) -> None:
         self.where = url
         self.chain = chain
+        self._wait = wait
         self._db: psycopg.Connection[Any] | None = None
         self._tip: tuple[int, bytes] = (0, GENESIS)
         self._connect(first=True)
@@ -182,15 +189,15 @@ class PostgresLedger:
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCKS, _SCHEMA_LOCK))
                 db.execute(SCHEMA)
-            row = db.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCKS, self.chain)
-            ).fetchone()
-            if not row or not row[0]:
-                db.close()
-                raise LedgerError(
-                    f"another running appliance writes the ledger chain {self.chain!r} in "
-                    f"{self.where}: give each appliance its own [ledger] chain"
-                )
+            deadline = time.monotonic() + (self._wait if first else 0.0)
+            while not _try_lock(db, self.chain):
+                if time.monotonic() >= deadline:
+                    db.close()
+                    raise LedgerError(
+                        f"another running appliance writes the ledger chain {self.chain!r} in "
+                        f"{self.where}: give each appliance its own [ledger] chain"
+                    )
+                time.sleep(0.05)
             last = db.execute(
                 "SELECT seq, hash FROM issuance WHERE chain = %s ORDER BY seq DESC LIMIT 1",
                 (self.chain,),
@@ -210,6 +217,12 @@ class PostgresLedger:
 
     def _failed(self, what: str, error: psycopg.Error) -> LedgerError:
         return LedgerError(f"cannot {what} the ledger {self.where}: {_one_line(error)}")
+
+
+def _try_lock(db: psycopg.Connection[Any], chain: str) -> bool:
+    """Take the chain's advisory lock for this session if it is free."""
+    row = db.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCKS, chain)).fetchone()
+    return bool(row and row[0])
 
 
 class PostgresReader:

@@ -5,16 +5,24 @@ every item of the batch, followed by the item's part (kid, alg, type, iat, exp a
 hashes), which the worker packs as it signs. Both are fixed-layout binary, so the front only
 concatenates bytes and hashes them: per item that is a few microseconds where encoding fields
 one by one cost tens (docs/performance.md). ``hash = SHA-256(prev ‖ seq ‖ chain ‖ body)``.
+
+A key-management event (issue 8 §3: proposals, approvals, state changes, refusals) is a record
+too, in the same chains and tables: its body is a version-2 header (time) and the event as
+canonical JSON, and its ``signature`` column holds the first 16 bytes of the body's SHA-256
+(no certificate has it, so Reissue and revocations never match an event).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
-from typing import Final, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple
 
 GENESIS: Final = b"\0" * 32
 VERSION: Final = 1
+EVENT_VERSION: Final = 2
 HASH_BYTES: Final = 16
 
 _ALGS: Final = {"ES256": 1, "PS256": 2}
@@ -24,6 +32,7 @@ _TYPE_NAMES: Final = {v: k for k, v in _TYPES.items()}
 _HEADER = struct.Struct(">BQB")  # version, time in µs, has operator
 _ITEM = struct.Struct(">BBBqqB")  # alg, type, which hashes are present, iat, exp, kid length
 _UCI, _COUNTRY_UCI, _REPLACES = 1, 2, 4
+_EVENT_HEADER = struct.Struct(">BQ")  # version, time in µs
 
 
 class Entry(NamedTuple):
@@ -44,6 +53,13 @@ class Entry(NamedTuple):
     replaces: bytes | None  # Reissue: the SIGNATURE hash of the replaced certificate
 
 
+class Event(NamedTuple):
+    """A key-management event as the ledger records it (decoded)."""
+
+    time_us: int
+    fields: dict[str, Any]  # op, officers, label, kid, params, outcome, error, …
+
+
 class Record(NamedTuple):
     """A numbered body as stored; ``signature`` repeats the body's for lookups."""
 
@@ -57,6 +73,10 @@ class Record(NamedTuple):
     @property
     def entry(self) -> Entry:
         return decode(self.body)
+
+    @property
+    def is_event(self) -> bool:
+        return is_event(self.body)
 
 
 def pack_header(time_us: int, client: str, operator: str | None, rpc: str) -> bytes:
@@ -136,6 +156,39 @@ def decode(body: bytes) -> Entry:
         )
     except (struct.error, UnicodeDecodeError, KeyError) as e:
         raise ValueError(f"the record body does not decode: {e}") from e
+
+
+def pack_event(time_us: int, fields: Mapping[str, Any]) -> bytes:
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _EVENT_HEADER.pack(EVENT_VERSION, time_us) + text.encode()
+
+
+def is_event(body: bytes) -> bool:
+    return body[:1] == bytes((EVENT_VERSION,))
+
+
+def decode_event(body: bytes) -> Event:
+    """The event a body holds; :class:`ValueError` for a body that is not one."""
+    try:
+        version, time_us = _EVENT_HEADER.unpack_from(body)
+        if version != EVENT_VERSION:
+            raise ValueError(f"not an event record (version {version})")
+        fields = json.loads(body[_EVENT_HEADER.size :])
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"the event record does not decode: {e}") from e
+    if not isinstance(fields, dict):
+        raise ValueError("the event record does not decode: not a JSON object")
+    return Event(time_us, fields)
+
+
+def signature_column(body: bytes) -> bytes:
+    """What the ``signature`` column holds for ``body``: the certificate's SIGNATURE hash, or
+    for an event the first bytes of the body's SHA-256; ValueError for a body that decodes to
+    neither."""
+    if is_event(body):
+        decode_event(body)
+        return hashlib.sha256(body).digest()[:HASH_BYTES]
+    return decode(body).signature
 
 
 def chain_hash(prev: bytes, chain: str, seq: int, body: bytes) -> bytes:

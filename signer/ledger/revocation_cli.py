@@ -245,6 +245,8 @@ def _verified_revocations(ledger: LedgerReader, config: Config) -> set[tuple[Has
 def _entries(ledger: LedgerReader) -> Iterator[Entry]:
     for name in ledger.chains():
         for record in ledger.records(name):
+            if record.is_event:
+                continue  # a key event, not a certificate
             try:
                 yield record.entry
             except ValueError as e:

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 from typing import Final
 
 from signer.hcert.revocation import HashType
-from signer.ledger.records import Entry, decode
+from signer.ledger.records import Entry, decode, is_event
 from signer.ledger.revoking import Revocation, candidates, revoked_by
 from signer.ledger.store import LedgerError, Sql
 
@@ -61,7 +61,7 @@ def entries_with_signature(sql: Sql, signatures: Collection[bytes]) -> list[Entr
             part,
         )
         try:
-            found.extend(decode(bytes(body)) for (body,) in rows)
+            found.extend(decode(bytes(body)) for (body,) in rows if not is_event(bytes(body)))
         except ValueError as e:
             raise LedgerError(f"a ledger record does not decode: {e}") from e
     return found

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     signature BLOB NOT NULL,
     PRIMARY KEY (chain, seq)
 );
+CREATE TABLE IF NOT EXISTS key_version (
+    key_id BLOB PRIMARY KEY,
+    version INTEGER NOT NULL,
+    time_us INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS revocation (
     hash_type TEXT NOT NULL,
     hash BLOB NOT NULL,
@@ -57,10 +63,10 @@ _INSERT = "INSERT INTO issuance (chain, seq, signature, body, prev, hash) VALUES
 
 
 class SqliteLedger:
-    def __init__(self, path: Path, chain: str) -> None:
+    def __init__(self, path: Path, chain: str, wait: float = 0.0) -> None:
         self.path = path
         self.chain = chain
-        self._lock = _lock_chain(path, chain)
+        self._lock = _lock_chain(path, chain, wait)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.sql = SqliteSql(self._db, str(path))
@@ -178,23 +184,32 @@ class SqliteLedger:
         os.close(self._lock)  # releases the chain
 
 
-def _lock_chain(path: Path, chain: str) -> int:
-    """An exclusive lock on ``<ledger>.<chain digest>.lock``: one writer per chain."""
+def _lock_chain(path: Path, chain: str, wait: float) -> int:
+    """An exclusive lock on ``<ledger>.<chain digest>.lock``: one writer per chain (waited for
+    up to ``wait`` seconds)."""
     name = hashlib.sha256(chain.encode()).hexdigest()[:16]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path.with_name(f"{path.name}.{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as e:
         raise LedgerError(f"cannot open the ledger {path}: {e}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise LedgerError(
-            f"another running appliance writes the ledger chain {chain!r} in {path}: give each "
-            "appliance its own [ledger] chain"
-        ) from None
-    return fd
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise LedgerError(_chain_taken(chain, str(path))) from None
+            time.sleep(0.05)
+
+
+def _chain_taken(chain: str, where: str) -> str:
+    return (
+        f"another running appliance writes the ledger chain {chain!r} in {where}: give each "
+        "appliance its own [ledger] chain"
+    )
 
 
 class SqliteReader:

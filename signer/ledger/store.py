@@ -48,6 +48,11 @@ class LedgerStore(Protocol):
     chain: str
 
     @property
+    def sql(self) -> Sql:
+        """The same database for plain statements (revocations, key versions)."""
+        ...
+
+    @property
     def seq(self) -> int:
         """The sequence number of the chain's last record (0 when empty)."""
         ...
@@ -125,15 +130,17 @@ def check_target(target: str, source: str) -> str:
     return target
 
 
-def open_store(target: str, chain: str) -> LedgerStore:
-    """This appliance's chain of the ledger at ``target``, for writing."""
+def open_store(target: str, chain: str, wait: float = 0.0) -> LedgerStore:
+    """A chain of the ledger at ``target``, for writing: the appliance's own (refused at once
+    when another holds it), or one that CLI runs take in turn (waited for up to ``wait``
+    seconds)."""
     if is_postgres(target):
         from signer.ledger.postgres import PostgresLedger
 
-        return PostgresLedger(target, chain)
+        return PostgresLedger(target, chain, wait)
     from signer.ledger.sqlite import SqliteLedger
 
-    return SqliteLedger(Path(target), chain)
+    return SqliteLedger(Path(target), chain, wait)
 
 
 def open_reader(target: str) -> LedgerReader:

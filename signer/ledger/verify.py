@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import NamedTuple
 
 from signer.ledger.checkpoints import Checkpoint, Head, signed_by
-from signer.ledger.records import GENESIS, Record, chain_hash, decode
+from signer.ledger.records import GENESIS, Record, chain_hash, signature_column
 
 
 class Finding(NamedTuple):
@@ -52,7 +52,7 @@ def verify_chain(
             problem = f"record {record.seq} was changed after it was written"
             return ChainReport(chain, count, Finding(chain, record.seq, problem), hashes)
         try:
-            signature = decode(record.body).signature
+            signature = signature_column(record.body)
         except ValueError as e:
             return ChainReport(chain, count, Finding(chain, record.seq, str(e)), hashes)
         if signature != record.signature:

@@ -27,6 +27,7 @@ from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
 from signer.keys.state import KeyState
 from signer.ledger.anchor import HeadKeeper
+from signer.ledger.version_guard import LedgerVersionGuard
 from signer.service import SigningService
 from signer.token import open_token
 from signer.verification import VerificationService
@@ -52,7 +53,10 @@ def run(sock: socket.socket, config: Config, index: int) -> int:
     except SignerError as e:
         wire.send(sock, ("failed", str(e)))
         return 1
-    registry = KeyRegistry(token, approval_policy(config), cscas, config.issuer.key_usage_days)
+    guard = LedgerVersionGuard(config.ledger_target, token, reporter=index == 0)
+    registry = KeyRegistry(
+        token, approval_policy(config), cscas, config.issuer.key_usage_days, guard
+    )
     worker = _Worker(config, registry, HeadKeeper(token))
     worker.refresh(sock)
     # Start-up objects live as long as the process: keep them out of the cyclic GC, and collect

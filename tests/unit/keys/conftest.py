@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from hsm import HsmToken
-from signer.audit import AuditTrail
 from signer.keys.devca import DevCsca
 from signer.keys.lifecycle import KeyManager
 from signer.keys.officers import ApprovalPolicy, OfficerKey, Roster, create_officer
+from signer.ledger.events import KeyEventLog
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,9 @@ def make_manager(
         return KeyManager(
             hsm_token,
             officers.policy,
-            AuditTrail(tmp_path / "audit.jsonl"),
+            # a chain per test: the session token keeps every chain's head, and each test has
+            # its own ledger file
+            KeyEventLog(str(tmp_path / "ledger.sqlite"), hsm_token, chain=unique("key-events")),
             country=country,
             cscas=(dev_csca.certificate,),
             proposal_seconds=3600,

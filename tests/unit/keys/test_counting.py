@@ -154,3 +154,47 @@ def test_only_two_roster_officers_make_a_record_count(
     found = records_that_count([stored], officers.policy)
     assert ("k" in found.counted) is counts
     assert ("k" in found.unapproved) is not counts
+
+
+def _versioned(officers: Officers, version: int, issued_at: int) -> StoredRecord:
+    record = KeyStateRecord(
+        label="k",
+        key_id=KEY_ID,
+        alg=Alg.ES256,
+        types=frozenset({CertType.TEST}),
+        issued_at=issued_at,
+        op="activate",
+        active_from=issued_at,
+        version=version,
+    )
+    return StoredRecord("k", record.signed_by(officers.pair).to_bytes())
+
+
+def test_a_record_below_the_ledgers_floor_is_a_replay_after_any_restart(
+    officers: Officers,
+) -> None:
+    """Issue 8 §7: a fresh caller (nothing remembered) still refuses it, because the floor
+    comes from the ledger."""
+    old = _versioned(officers, version=1, issued_at=1_000)
+    found = records_that_count([old], officers.policy, floors={KEY_ID: 2})
+    assert found.counted == {}
+    [ignored] = found.ignored
+    assert ignored.replay is not None and ignored.replay.version == 1
+    assert "version 1 (activate) is below version 2" in ignored.reason
+    assert "k" in records_that_count([old], officers.policy, floors={KEY_ID: 1}).counted
+    assert "k" in records_that_count([old], officers.policy, floors={b"other": 9}).counted
+
+
+def test_the_highest_version_counts_before_the_latest_time(officers: Officers) -> None:
+    newer = _versioned(officers, version=3, issued_at=1_000)
+    later = _versioned(officers, version=2, issued_at=5_000)
+    for order in ([newer, later], [later, newer]):
+        assert records_that_count(order, officers.policy).counted["k"].version == 3
+
+
+def test_a_record_from_before_versions_keeps_its_approvals(officers: Officers) -> None:
+    """Version 0 is left out of the signed content, so records written before versions existed
+    still count (their floor is 0)."""
+    unversioned = _versioned(officers, version=0, issued_at=1_000)
+    assert b'"version"' not in unversioned.value
+    assert records_that_count([unversioned], officers.policy).counted["k"].version == 0

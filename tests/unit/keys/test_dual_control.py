@@ -211,7 +211,7 @@ def test_destroy_needs_a_retired_key_and_force_while_the_dsc_is_valid(
     assert hsm_token.find_key(label) is None
     assert not [c for c in hsm_token.certificates() if c.key_id == key.key_id]
     assert not [d for d in hsm_token.data_objects(STATE_APPLICATION) if d.label == label]
-    executed = [e for e in manager._audit.entries() if e["label"] == label][-1]
+    executed = [e for e in manager._events.entries() if e["label"] == label][-1]
     assert executed["outcome"] == "executed" and executed["op"] == "destroy"
     assert executed["params"]["reason"] == "key compromise drill"
     assert executed["officers"] == ["alice", "bob"]

@@ -96,7 +96,7 @@ def test_bad_certificates_are_refused_with_the_reason(
         manager.propose("import", label, params, officers.a)
     assert message in str(refused.value)
     assert not [p for p in load_proposals(hsm_token) if p.label == label]
-    audit = list(manager._audit.entries())
+    audit = list(manager._events.entries())
     assert audit[-1]["outcome"] == "refused" and audit[-1]["label"] == label
 
 
