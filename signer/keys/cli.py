@@ -26,17 +26,22 @@ from signer.domain import Alg, CertType
 from signer.errors import RequestError, SignerError
 from signer.keys.csca import load_cscas
 from signer.keys.lifecycle import KeyManager, KeyRow, Outcome
-from signer.keys.officers import OfficerKey, Roster, approval_policy
+from signer.keys.officers import OfficerKey, Roster
+from signer.keys.roster import approval_policy
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.keys_command == "audit":
         return _audit(AuditTrail(config.audit_path), args)
-    policy = approval_policy(config)
-    officer = _officer(args, policy.roster, AuditTrail(config.audit_path))
+    if args.keys_command == "roster":
+        from signer.keys.roster_cli import run_roster
+
+        return run_roster(config, args)
     token = open_token(config)
     try:
+        policy = approval_policy(config, token)
+        officer = _officer(args, policy.roster, AuditTrail(config.audit_path))
         manager = KeyManager(
             token,
             policy,

@@ -100,12 +100,12 @@ import json, sys, time
 from signer.config import load_config
 from signer.token import open_token
 from signer.keys.csca import load_cscas
-from signer.keys.officers import approval_policy
+from signer.keys.roster import approval_policy
 from signer.keys.registry import KeyRegistry
 from signer.domain import CertType
 config = load_config(sys.argv[1])
 token = open_token(config)
-registry = KeyRegistry(token, approval_policy(config), load_cscas(config))
+registry = KeyRegistry(token, approval_policy(config, token), load_cscas(config))
 now = time.time()
 registry.refresh(now)
 key = registry.select(CertType.VACCINATION, None, int(now), int(now) + 86400)
