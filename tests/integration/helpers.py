@@ -263,32 +263,42 @@ def signature_hash(hc1: str) -> bytes:
 # --- officers at the CLI --------------------------------------------------------------------
 
 
-def keys_cli(config: Path, *args: str) -> dict[str, Any]:
-    """Run ``signer keys …`` as an officer would; its --json output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "signer.cli", "keys", *args, "--config", str(config), "--json"],
+def signer_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m signer.cli …`` as an operator would; its exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "signer.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def keys_cli(config: Path, *args: str) -> dict[str, Any]:
+    """Run ``signer keys …`` as an officer would; its --json output."""
+    done = signer_cli("keys", *args, "--config", str(config), "--json")
     assert done.returncode == 0, f"signer keys {' '.join(args)} failed:\n{done.stderr}"
     lines = done.stdout.strip().splitlines()
     result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     return result
 
 
-def dual_control(config: Path, officers: Path, command: str, *args: str) -> None:
-    """Officer A proposes, officer B approves; the operation must have run."""
-    proposal = keys_cli(
-        config, command, *args, "--officer-key", str(officers / "dev-officer-a.key.pem")
-    )
+def dual_control(
+    config: Path,
+    officers: Path,
+    command: str,
+    *args: str,
+    first: str = "dev-officer-a",
+    second: str = "dev-officer-b",
+) -> None:
+    """Officer ``first`` proposes, ``second`` approves; the operation must have run."""
+    proposal = keys_cli(config, command, *args, "--officer-key", str(officers / f"{first}.key.pem"))
     assert not proposal["executed"]
     done = keys_cli(
         config,
         "approve",
         proposal["proposal"],
         "--officer-key",
-        str(officers / "dev-officer-b.key.pem"),
+        str(officers / f"{second}.key.pem"),
     )
-    assert done["executed"] and done["approved_by"] == ["dev-officer-a", "dev-officer-b"]
+    assert done["executed"] and done["approved_by"] == sorted([first, second])
