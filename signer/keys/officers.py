@@ -87,8 +87,8 @@ class OfficerKey:
         if name is None:
             raise KeyStateError(
                 f"the officer key {path} is not in the roster (version {roster.version} of the "
-                f"officer roster in {roster.directory}): officers add a key with 'signer keys roster propose "
-                "--add NAME=PUB.pem', signed by the roster's officers"
+                f"officer roster in {roster.directory}): officers add a key with 'signer keys "
+                "roster propose --add NAME=PUB.pem', signed by the roster's officers"
             )
         return cls(name, key)
 

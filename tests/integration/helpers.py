@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import base45 as pypi_base45
 import cbor2
@@ -32,6 +32,9 @@ from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
 from signer.hcert.verify import TrustedDsc, TrustStore
 from tests.independent import cose_bytes, untag
+
+if TYPE_CHECKING:
+    from tests.conftest import Appliance
 
 T = TypeVar("T")
 
@@ -258,6 +261,55 @@ def signature_hash(hc1: str) -> bytes:
     parts = CoseParts.of(hc1)
     signature = parts.signature
     return hashlib.sha256(signature[:32] if parts.header()[1] == -7 else signature).digest()[:16]
+
+
+# --- certificates signed outside the appliance ---------------------------------------------
+
+_PAST_SIGNER = """
+import json, sys, time
+from signer.config import load_config
+from signer.token import open_token
+from signer.keys.csca import load_cscas
+from signer.keys.roster import approval_policy
+from signer.keys.registry import KeyRegistry
+from signer.domain import CertType
+config = load_config(sys.argv[1])
+token = open_token(config)
+registry = KeyRegistry(token, approval_policy(config, token), load_cscas(config))
+now = time.time()
+registry.refresh(now)
+key = registry.select(CertType.VACCINATION, None, int(now), int(now) + 86400)
+iat, exp = int(now) + int(sys.argv[3]), int(now) + int(sys.argv[4])
+print(key.encoder.encode(json.loads(sys.argv[2]), "VN", iat, exp))
+"""
+
+
+def signed_in_hsm(appliance: Appliance, payload: Any, iat: int, exp: int) -> str:
+    """A certificate the appliance's own key signed with the PIN, outside the appliance, with
+    ``iat`` and ``exp`` this many seconds from now.
+
+    Made in a fresh process that opens the appliance's token (this test process may already
+    have SoftHSM loaded with another configuration)."""
+    env = {
+        **os.environ,
+        "SOFTHSM2_CONF": str(appliance.directory / "dev" / "softhsm" / "softhsm2.conf"),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PAST_SIGNER,
+            str(appliance.config_path),
+            json.dumps(payload),
+            str(iat),
+            str(exp),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
 
 
 # --- officers at the CLI --------------------------------------------------------------------
