@@ -15,7 +15,13 @@ from typing import Any
 import pkcs11
 from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.constants import CertificateType
-from pkcs11.exceptions import NoSuchToken, PinIncorrect, PinLenRange, PKCS11Error
+from pkcs11.exceptions import (
+    NoSuchToken,
+    PinIncorrect,
+    PinLenRange,
+    PKCS11Error,
+    UserAlreadyLoggedIn,
+)
 
 from hsm._errors import HsmError, HsmLoginError
 from hsm._keys import (
@@ -68,6 +74,10 @@ class HsmToken:
             raise HsmError(f"cannot list tokens of {module_path}: {type(e).__name__}") from e
         try:
             self._session = token.open(rw=True, user_pin=pin, attribute_mapper=attribute_mapper())
+        except UserAlreadyLoggedIn:
+            # PKCS#11 logs in an application, not a session: a second session of this process
+            # (a CLI step inside a test, a key event written by a worker) shares the login.
+            self._session = token.open(rw=True, attribute_mapper=attribute_mapper())
         except (PinIncorrect, PinLenRange) as e:
             raise HsmLoginError(f"token {token_label!r} refused the user PIN") from e
         except PKCS11Error as e:

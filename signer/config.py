@@ -138,10 +138,17 @@ class HashOnlyConfig:
 class OfficersConfig:
     """Dual control of key management (issue 4, docs/adr/0005-key-management-and-dual-control.md).
 
-    ``directory`` holds the officers' Ed25519 public keys as ``<name>.pub.pem``, deployed by
-    operations; "" means ``<dev directory>/officers`` in a dev config (the two dev officers)."""
+    ``directory`` holds the signed roster, ``roster.1.json``, ``roster.2.json``, … (issue 8
+    §8, ``signer.keys.roster``); "" means ``<dev directory>/officers`` in a dev config (the two
+    dev officers). ``roster_sha256`` pins version 1 by the SHA-256 of its content; "" means the
+    pin the dev bootstrap wrote (``<dev directory>/roster.sha256``) in a dev config. The
+    roster's own ``required_approvals`` counts; the one here is a floor it may not go below."""
 
     directory: str = ""
+    roster_sha256: str = field(
+        default="",
+        metadata=rules(matching("([0-9a-f]{64})?", "64 lowercase hex digits (a SHA-256)")),
+    )
     required_approvals: int = field(default=2, metadata=rules(at_least(2, "dual control")))
     proposal_hours: float = field(
         default=24.0, metadata=rules(above(0))
@@ -343,6 +350,31 @@ class Config:
         raise ConfigError(
             "[officers] directory is not set: name the directory of security officers' public "
             "keys (<name>.pub.pem) that approve key operations"
+        )
+
+    @property
+    def dev_roster_pin_file(self) -> Path:
+        """Where the dev bootstrap pins its dev officers' roster (NOT FOR PRODUCTION)."""
+        return self.dev_dir / "roster.sha256"
+
+    @property
+    def roster_sha256(self) -> str:
+        """The pin of the roster's version 1 (ConfigError where a roster is needed and none is
+        configured)."""
+        if self.officers.roster_sha256:
+            return self.officers.roster_sha256
+        if self.dev.bootstrap:
+            try:
+                return self.dev_roster_pin_file.read_text().strip()
+            except OSError as e:
+                raise ConfigError(
+                    f"the dev roster pin {self.dev_roster_pin_file} cannot be read "
+                    f"({e.strerror}): 'signer serve' without --config writes it on its first run"
+                ) from e
+        raise ConfigError(
+            "[officers] roster_sha256 is not set: pin the first version of the officer roster "
+            "by its SHA-256 ('signer keys roster show --config F' prints it as 'pin'), so that "
+            "a roster written into the directory by someone else is refused"
         )
 
     @property

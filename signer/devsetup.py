@@ -60,6 +60,7 @@ def _ensure_keys_in_child(config: Config) -> None:
                 [Alg(a) for a in config.dev.key_algorithms],
                 lambda line: print(line, flush=True),
                 config.officers_dir,
+                config.dev_roster_pin_file,
             )
         finally:
             token.close()

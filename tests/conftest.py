@@ -160,6 +160,22 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
         stop_appliance(process)
 
 
+#: The session token's user PIN, in the environment for configs that name that token.
+UNIT_PIN_ENV = "HCERT_UNIT_TOKEN_PIN"
+
+
+@pytest.fixture(scope="session")
+def unit_token_config(hsm_token: HsmToken, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``[hsm]`` and ``[ledger]`` TOML for a CLI run in this process on the session token: one
+    ledger for the whole session, since the token keeps the head of each of its chains."""
+    os.environ[UNIT_PIN_ENV] = "1234"
+    ledger = tmp_path_factory.mktemp("session-ledger") / "ledger.sqlite"
+    return (
+        f'[hsm]\nmodule = "{find_softhsm_module()}"\ntoken_label = "unit"\n'
+        f'pin_env = "{UNIT_PIN_ENV}"\n[ledger]\npath = "{ledger}"\n'
+    )
+
+
 @pytest.fixture(scope="session")
 def hsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HsmToken]:
     """An in-process session on a fresh SoftHSM token (PKCS#11 is loaded once per process, so

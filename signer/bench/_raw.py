@@ -14,12 +14,12 @@ from signer.domain import Alg, CertType
 
 def _raw_worker(config: Config, alg: Alg, seconds: float, barrier: Barrier, results: Any) -> None:
     from signer.keys.csca import load_cscas
-    from signer.keys.officers import approval_policy
     from signer.keys.registry import KeyRegistry
+    from signer.keys.roster import approval_policy
     from signer.token import open_token
 
     token = open_token(config)
-    registry = KeyRegistry(token, approval_policy(config), load_cscas(config))
+    registry = KeyRegistry(token, approval_policy(config, token), load_cscas(config))
     now = time.time()
     registry.refresh(now)
     key = registry.select(CertType.VACCINATION, alg, int(now), int(now) + 86400)

@@ -27,6 +27,7 @@ from signer.devsetup import prepare_dev_environment
 from signer.errors import BackendError
 from signer.front.tls import check_listen_security
 from signer.keys.csca import load_cscas
+from signer.keys.roster import approval_policy
 from signer.token import resolve_module
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def serve(
     config.read_pin()  # … or a missing PIN, before starting anything
     config.ledger_target  # noqa: B018 - … or no ledger: nothing is signed that is not recorded
     load_cscas(config)  # … or no readable CSCA: no DSC could be served
+    approval_policy(config)  # … or an officer roster that does not chain from its pin
     metrics_dir = tempfile.mkdtemp(prefix="hcert-signer-metrics-")
     # Read by prometheus_client when it is first imported, here and in every worker.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

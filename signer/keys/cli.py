@@ -25,7 +25,8 @@ from signer.domain import Alg, CertType
 from signer.errors import RequestError, SignerError
 from signer.keys.csca import load_cscas
 from signer.keys.lifecycle import KeyManager, KeyRow, Outcome
-from signer.keys.officers import OfficerKey, Roster, approval_policy
+from signer.keys.officers import OfficerKey, Roster
+from signer.keys.roster import approval_policy
 from signer.ledger.events import KEY_EVENTS_CHAIN, KeyEventLog, read_key_events
 
 
@@ -33,9 +34,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.keys_command == "audit":
         return _audit(config, args)
-    policy = approval_policy(config)
+    if args.keys_command == "roster":
+        from signer.keys.roster_cli import run_roster
+
+        return run_roster(config, args)
     token = open_token(config)
     try:
+        policy = approval_policy(config, token)
         events = KeyEventLog(config.ledger_target, token)
         _import_trail(config, events)
         officer = _officer(args, policy.roster, events)

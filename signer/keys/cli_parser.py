@@ -136,6 +136,7 @@ def add_keys_parser(commands: Any) -> None:
         "the counter restarts with the server.",
     )
     p.add_argument("--metrics", action="append", default=[], help="e.g. http://127.0.0.1:9464")
+    _add_roster_parser(sub, officer)
     p = add(
         "audit",
         "print or verify the key events in the ledger",
@@ -148,6 +149,70 @@ def add_keys_parser(commands: Any) -> None:
         help="check the chain, its checkpoints and the HSM's head (as 'signer audit verify "
         "--chain key-events'); exit 1 if broken",
     )
+
+
+_ROSTER_DESCRIPTION = """\
+The officer roster is a signed document in [officers] directory: roster.1.json, roster.2.json,
+… Version 1 is pinned by [officers] roster_sha256 and signed by its own officers; every later
+version needs required_approvals signatures of the version before and of its own officers.
+Servers and 'signer keys' use only the newest version that chains from the pin; a public key
+file copied into the directory counts for nothing.
+
+  signer keys roster propose --add carol=carol.pub.pem --officer-key A.pem   # writes a file
+  signer keys roster sign roster.2.proposed.json --officer-key B.pem         # installs it
+
+With no roster yet, 'propose --add …' starts version 1; once its officers have signed it,
+'sign' prints the pin for the config.
+"""
+
+
+def _add_roster_parser(sub: Any, officer: Any) -> None:
+    roster = sub.add_parser(
+        "roster",
+        help="show or change the signed officer roster (who approves key operations)",
+        description=_ROSTER_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = roster.add_subparsers(dest="roster_command", required=True, metavar="VERB")
+    verbs.add_parser(
+        "show",
+        help="the roster's versions, from the pin to the newest (refused when it does not chain)",
+        description="Walk the roster from the pinned version 1 to the newest and print each "
+        "version: officers, threshold, who signed it; exit 2 at the first break.",
+        parents=[_common()],
+    )
+    p = verbs.add_parser(
+        "propose",
+        help="write the next roster version, signed by you, to a file",
+        description="Write version N+1 (version 1 when there is no roster yet): the current "
+        "officers plus --add, minus --remove, with --threshold (default: unchanged, 2 for "
+        "version 1). Signed with your key; other officers sign it with 'roster sign'. Nothing "
+        "changes until it is complete.",
+        parents=[_common(), officer],
+    )
+    p.add_argument(
+        "--add", action="append", default=[], metavar="NAME=PUB.pem", help="add an officer"
+    )
+    p.add_argument("--remove", action="append", default=[], metavar="NAME", help="remove one")
+    p.add_argument("--threshold", type=int, help="required_approvals of the new version (≥ 2)")
+    p.add_argument("--out", type=Path, help="the proposal file (default: ./roster.N.proposed.json)")
+    p = verbs.add_parser(
+        "sign",
+        help="add your signature to a roster proposal; installs it once complete",
+        description="Check FILE against the current roster, add your signature (you must be "
+        "an officer of the current or of the proposed version) and, once it has "
+        "required_approvals signatures of the current officers and of its own, install it as "
+        "roster.N.json in [officers] directory. Servers use it from their next start.",
+        parents=[_common(), officer],
+    )
+    p.add_argument("file", type=Path, help="the proposal written by 'roster propose'")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML config (default: embedded dev defaults)")
+    common.add_argument("--json", action="store_true", help="JSON output")
+    return common
 
 
 DEV_CA_BANNER = (

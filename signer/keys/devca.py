@@ -24,7 +24,8 @@ from cryptography.x509.oid import NameOID
 from hsm import HsmToken, KeyAlgorithm, SigningKey, StoredCertificate
 from signer.domain import Alg, CertType
 from signer.keys.dsc import EKU_OIDS, certificate_types
-from signer.keys.officers import OfficerKey, Roster, create_officer
+from signer.keys.officers import OfficerKey, create_officer
+from signer.keys.roster import RosterDocument, create_first_roster, newest_roster, roster_file
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
 
 NOT_FOR_PRODUCTION = "NOT FOR PRODUCTION"
@@ -33,13 +34,24 @@ _KEY_ALGORITHMS = {Alg.ES256: KeyAlgorithm.EC_P256, Alg.PS256: KeyAlgorithm.RSA_
 DEV_OFFICERS = ("dev-officer-a", "dev-officer-b")
 
 
-def dev_officers(directory: Path, create: bool = True) -> tuple[OfficerKey, ...]:
-    """The two dev security officers in ``directory`` (keys + roster), created when missing."""
-    for name in DEV_OFFICERS:
-        if create and not (directory / f"{name}.key.pem").exists():
+def dev_officers(directory: Path, pin_file: Path, create: bool = True) -> tuple[OfficerKey, ...]:
+    """The two dev security officers in ``directory``, created when missing, with their signed
+    roster (``roster.1.json``, both signatures) pinned in ``pin_file`` (issue 8 §8).
+
+    A dev directory from before the signed roster gets its roster and pin on the next start
+    (the dev appliance needs no extra step); an existing pin is never rewritten, so a roster
+    that no longer matches it is refused like anywhere else."""
+    keys = [directory / f"{name}.key.pem" for name in DEV_OFFICERS]
+    for name, path in zip(DEV_OFFICERS, keys, strict=True):
+        if create and not path.exists():
             create_officer(directory, name)
-    roster = Roster.load(directory)
-    return tuple(OfficerKey.load(directory / f"{name}.key.pem", roster) for name in DEV_OFFICERS)
+    first = roster_file(directory, 1)
+    if create and not first.exists():
+        create_first_roster(directory, keys, len(DEV_OFFICERS))
+    if create and not pin_file.exists():
+        pin_file.write_text(RosterDocument.load(first).sha256() + "\n")
+    roster, _ = newest_roster(directory, pin_file.read_text().strip())
+    return tuple(OfficerKey.load(path, roster) for path in keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,13 +244,17 @@ def ensure_dev_keys(
     algorithms: Iterable[Alg],
     progress: Callable[[str], None],
     officers_dir: Path | None = None,
+    roster_pin: Path | None = None,
 ) -> None:
-    """First run: two dev officers, a dev CSCA and one active DSC per algorithm.
+    """First run: two dev officers and their signed, pinned roster, a dev CSCA and one active
+    DSC per algorithm.
 
     Later runs create a key only for an algorithm with no DSC in the token at all (a rotated
     and destroyed dev key is not brought back), and give a dev key that has no readable
     state record (a token from before issue 4) an approved active one."""
-    officers = dev_officers(officers_dir or directory / "officers")
+    officers = dev_officers(
+        officers_dir or directory / "officers", roster_pin or directory / "roster.sha256"
+    )
     csca = DevCsca.load_or_create(directory, country)
     stored = token.certificates()
     keys = {k.label: k for k in token.signing_keys()}

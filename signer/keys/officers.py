@@ -1,8 +1,9 @@
 """Security officers: their Ed25519 keys, the roster, and how approvals are signed and checked.
 
 Dual control (issue 4 §3, docs/adr/0005-key-management-and-dual-control.md): every officer holds
-an Ed25519 private key file; the roster is a directory of officer public keys ``<name>.pub.pem``
-deployed by operations (not writable by officers). An approval is an officer's signature over
+an Ed25519 private key file; the roster of their public keys is a signed, versioned document
+(``signer.keys.roster``, issue 8 §8) that this module only holds as a :class:`Roster` once it
+has been checked. An approval is an officer's signature over
 canonical JSON prefixed with a domain tag, so a signature made for one purpose (a proposal)
 can never be replayed as another (a key-state record).
 """
@@ -16,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -24,12 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from signer.errors import ConfigError, KeyStateError
 
-if TYPE_CHECKING:
-    from signer.config import Config
-
 PASSPHRASE_ENV = "HCERT_OFFICER_PASSPHRASE"  # noqa: S105 - the name of an env var
-ROSTER_SUFFIX = ".pub.pem"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PUBLIC_SUFFIX = ".pub.pem"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -88,43 +86,26 @@ class OfficerKey:
         name = roster.name_of(key.public_key())
         if name is None:
             raise KeyStateError(
-                f"the officer key {path} is not in the roster {roster.directory}: ask operations "
-                "to deploy its public key there as <name>.pub.pem"
+                f"the officer key {path} is not in the roster (version {roster.version} of the "
+                f"officer roster in {roster.directory}): officers add a key with 'signer keys "
+                "roster propose --add NAME=PUB.pem', signed by the roster's officers"
             )
         return cls(name, key)
 
 
 @dataclass(frozen=True, slots=True)
 class Roster:
-    """Officer name → public key, read from ``<directory>/<name>.pub.pem``."""
+    """Officer name → public key: a roster version that chained from the pinned one
+    (``signer.keys.roster.newest_roster``), or one under construction in a test."""
 
     directory: Path
     officers: Mapping[str, Ed25519PublicKey]
-
-    @classmethod
-    def load(cls, directory: Path) -> Roster:
-        if not directory.is_dir():
-            raise ConfigError(
-                f"the officer roster {directory} does not exist: set [officers] directory to the "
-                f"directory of officer public keys (<name>{ROSTER_SUFFIX})"
-            )
-        officers: dict[str, Ed25519PublicKey] = {}
-        for path in sorted(directory.glob(f"*{ROSTER_SUFFIX}")):
-            name = path.name[: -len(ROSTER_SUFFIX)]
-            if not _NAME.match(name):
-                raise ConfigError(f"roster file {path}: officer names are [A-Za-z0-9._-]")
-            try:
-                key = serialization.load_pem_public_key(path.read_bytes())
-            except ValueError as e:
-                raise ConfigError(f"roster file {path} is not a PEM public key: {e}") from e
-            if not isinstance(key, Ed25519PublicKey):
-                raise ConfigError(f"roster file {path} is not an Ed25519 public key")
-            officers[name] = key
-        return cls(directory, officers)
+    version: int = 0
+    required_approvals: int = 2
 
     def name_of(self, public_key: Ed25519PublicKey) -> str | None:
-        raw = _raw(public_key)
-        return next((n for n, k in self.officers.items() if _raw(k) == raw), None)
+        raw = raw_key(public_key)
+        return next((n for n, k in self.officers.items() if raw_key(k) == raw), None)
 
     def verify(self, domain: str, content: Mapping[str, Any], approval: Approval) -> bool:
         key = self.officers.get(approval.officer)
@@ -156,16 +137,12 @@ class ApprovalPolicy:
         return len(self.approvers(domain, content, approvals)) >= self.required
 
 
-def approval_policy(config: Config) -> ApprovalPolicy:
-    """The configured roster and ``[officers] required_approvals`` (ConfigError when missing)."""
-    return ApprovalPolicy(Roster.load(config.officers_dir), config.officers.required_approvals)
-
-
 def create_officer(directory: Path, name: str) -> Path:
     """Write ``<name>.key.pem`` (0600, unencrypted) and ``<name>.pub.pem``; the key path.
 
     For development and tests: production officers make their keys on their own machines
-    (``openssl genpkey -algorithm ed25519``) and hand only the public key to operations.
+    (``openssl genpkey -algorithm ed25519``). The public key file counts for nothing by itself:
+    it enters the roster through ``signer keys roster propose --add NAME=PUB.pem``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
@@ -178,7 +155,7 @@ def create_officer(directory: Path, name: str) -> Path:
             serialization.NoEncryption(),
         )
     )
-    (directory / f"{name}{ROSTER_SUFFIX}").write_bytes(
+    (directory / f"{name}{PUBLIC_SUFFIX}").write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -186,5 +163,18 @@ def create_officer(directory: Path, name: str) -> Path:
     return key_path
 
 
-def _raw(key: Ed25519PublicKey) -> bytes:
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An officer's Ed25519 public key from a PEM file (ConfigError naming the file)."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as e:
+        raise ConfigError(f"cannot read the officer public key {path}: {e.strerror}") from e
+    except ValueError as e:
+        raise ConfigError(f"{path} is not a PEM public key: {e}") from e
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{path} is not an Ed25519 public key (officer keys are Ed25519)")
+    return key
+
+
+def raw_key(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

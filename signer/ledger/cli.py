@@ -23,6 +23,7 @@ from signer.errors import BackendError, ConfigError
 from signer.hcert.revocation import truncated_sha256
 from signer.ledger.checkpoints import HEAD_APPLICATION, Head, unpack_head
 from signer.ledger.records import decode_event
+from signer.ledger.register_cli import add_register_parser, run_register
 from signer.ledger.revocation_cli import add_revocation_parsers, run_export, run_revoke
 from signer.ledger.store import LedgerReader, check_target, open_reader
 from signer.ledger.verify import verify_anchors, verify_chain
@@ -94,6 +95,7 @@ def add_audit_parser(commands: Any) -> None:
     )
 
     add_revocation_parsers(verbs)
+    add_register_parser(verbs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         return run_revoke(args)
     if args.audit_command == "revocations":
         return run_export(args)
+    if args.audit_command == "register":
+        return run_register(args)
     return 2
 
 

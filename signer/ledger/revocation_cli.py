@@ -15,7 +15,8 @@ from typing import Any, TextIO
 from signer.config import Config, load_config
 from signer.errors import RequestError
 from signer.hcert.revocation import HASH_BYTES, HashType, truncated_sha256
-from signer.keys.officers import OfficerKey, Roster
+from signer.keys.officers import OfficerKey
+from signer.keys.roster import approval_policy
 from signer.ledger import revocations
 from signer.ledger.export import BatchBuilder
 from signer.ledger.records import Entry
@@ -115,7 +116,7 @@ def run_revoke(args: argparse.Namespace) -> int:
         hash_type = HashType.SIGNATURE
         hash = parse_hash(args.signature_hash, HASH_BYTES, "--signature-hash")
         what = f"SIGNATURE hash {args.signature_hash}"
-    officer = OfficerKey.load(args.officer_key, Roster.load(config.officers_dir))
+    officer = OfficerKey.load(args.officer_key, approval_policy(config).roster)
     revocation = Revocation.signed(officer, hash_type, hash, args.reason, time.time_ns() // 1000)
     ledger = open_reader(target)
     try:
@@ -229,7 +230,7 @@ def _export(
 def _verified_revocations(ledger: LedgerReader, config: Config) -> set[tuple[HashType, bytes]]:
     """Every revocation, each checked against the officer roster: a row nobody signed is not
     exported (it would revoke valid certificates for whoever could write the file)."""
-    roster = Roster.load(config.officers_dir)
+    roster = approval_policy(config).roster
     found = revocations.revocations(ledger.sql)
     for revocation in found:
         if not revocation.verifies(roster):

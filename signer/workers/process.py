@@ -23,8 +23,8 @@ from signer import metrics
 from signer.config import Config
 from signer.errors import BackendError, KeyStateError, RequestError, SignerError
 from signer.keys.csca import load_cscas
-from signer.keys.officers import approval_policy
 from signer.keys.registry import KeyRegistry
+from signer.keys.roster import approval_policy
 from signer.keys.state import KeyState
 from signer.ledger.anchor import HeadKeeper
 from signer.ledger.version_guard import LedgerVersionGuard
@@ -53,10 +53,14 @@ def run(sock: socket.socket, config: Config, index: int) -> int:
     except SignerError as e:
         wire.send(sock, ("failed", str(e)))
         return 1
+    try:
+        policy = approval_policy(config, token)  # the roster that chains from the pin
+    except (SignerError, HsmError) as e:
+        token.close()
+        wire.send(sock, ("failed", str(e)))
+        return 1
     guard = LedgerVersionGuard(config.ledger_target, token, reporter=index == 0)
-    registry = KeyRegistry(
-        token, approval_policy(config), cscas, config.issuer.key_usage_days, guard
-    )
+    registry = KeyRegistry(token, policy, cscas, config.issuer.key_usage_days, guard)
     worker = _Worker(config, registry, HeadKeeper(token))
     worker.refresh(sock)
     # Start-up objects live as long as the process: keep them out of the cyclic GC, and collect

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import base45 as pypi_base45
 import cbor2
@@ -32,6 +32,9 @@ from signer.api.v1 import signer_pb2 as pb
 from signer.api.v1 import signer_pb2_grpc as pb_grpc
 from signer.hcert.verify import TrustedDsc, TrustStore
 from tests.independent import cose_bytes, untag
+
+if TYPE_CHECKING:
+    from tests.conftest import Appliance
 
 T = TypeVar("T")
 
@@ -262,38 +265,97 @@ def signature_hash(hc1: str) -> bytes:
     return hashlib.sha256(signature[:32] if parts.header()[1] == -7 else signature).digest()[:16]
 
 
+# --- certificates signed outside the appliance ---------------------------------------------
+
+_PAST_SIGNER = """
+import json, sys, time
+from signer.config import load_config
+from signer.token import open_token
+from signer.keys.csca import load_cscas
+from signer.keys.roster import approval_policy
+from signer.keys.registry import KeyRegistry
+from signer.domain import CertType
+config = load_config(sys.argv[1])
+token = open_token(config)
+registry = KeyRegistry(token, approval_policy(config, token), load_cscas(config))
+now = time.time()
+registry.refresh(now)
+key = registry.select(CertType.VACCINATION, None, int(now), int(now) + 86400)
+iat, exp = int(now) + int(sys.argv[3]), int(now) + int(sys.argv[4])
+print(key.encoder.encode(json.loads(sys.argv[2]), "VN", iat, exp))
+"""
+
+
+def signed_in_hsm(appliance: Appliance, payload: Any, iat: int, exp: int) -> str:
+    """A certificate the appliance's own key signed with the PIN, outside the appliance, with
+    ``iat`` and ``exp`` this many seconds from now.
+
+    Made in a fresh process that opens the appliance's token (this test process may already
+    have SoftHSM loaded with another configuration)."""
+    env = {
+        **os.environ,
+        "SOFTHSM2_CONF": str(appliance.directory / "dev" / "softhsm" / "softhsm2.conf"),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PAST_SIGNER,
+            str(appliance.config_path),
+            json.dumps(payload),
+            str(iat),
+            str(exp),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 # --- officers at the CLI --------------------------------------------------------------------
 
 
-def keys_cli(config: Path, *args: str) -> dict[str, Any]:
-    """Run ``signer keys …`` as an officer would; its --json output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "signer.cli", "keys", *args, "--config", str(config), "--json"],
+def signer_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m signer.cli …`` as an operator would; its exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "signer.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def keys_cli(config: Path, *args: str) -> dict[str, Any]:
+    """Run ``signer keys …`` as an officer would; its --json output."""
+    done = signer_cli("keys", *args, "--config", str(config), "--json")
     assert done.returncode == 0, f"signer keys {' '.join(args)} failed:\n{done.stderr}"
     lines = done.stdout.strip().splitlines()
     result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     return result
 
 
-def dual_control(config: Path, officers: Path, command: str, *args: str) -> None:
-    """Officer A proposes, officer B approves; the operation must have run."""
-    proposal = keys_cli(
-        config, command, *args, "--officer-key", str(officers / "dev-officer-a.key.pem")
-    )
+def dual_control(
+    config: Path,
+    officers: Path,
+    command: str,
+    *args: str,
+    first: str = "dev-officer-a",
+    second: str = "dev-officer-b",
+) -> None:
+    """Officer ``first`` proposes, ``second`` approves; the operation must have run."""
+    proposal = keys_cli(config, command, *args, "--officer-key", str(officers / f"{first}.key.pem"))
     assert not proposal["executed"]
     done = keys_cli(
         config,
         "approve",
         proposal["proposal"],
         "--officer-key",
-        str(officers / "dev-officer-b.key.pem"),
+        str(officers / f"{second}.key.pem"),
     )
-    assert done["executed"] and done["approved_by"] == ["dev-officer-a", "dev-officer-b"]
+    assert done["executed"] and done["approved_by"] == sorted([first, second])
 
 
 # --- the CLI ---------------------------------------------------------------------------------
@@ -321,4 +383,8 @@ def ledger_records(appliance_dir: Path) -> int:
     ledger = appliance_dir / "dev" / "ledger.sqlite"
     shown = run_cli("audit", "show", "--ledger", str(ledger), timeout=120)
     assert shown.returncode == 0, shown.stderr
-    return sum(1 for line in shown.stdout.splitlines() if line.startswith("{"))
+    return sum(
+        1
+        for line in shown.stdout.splitlines()
+        if line.startswith("{") and '"event":' not in line  # key events are no signatures
+    )

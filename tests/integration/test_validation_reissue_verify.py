@@ -7,7 +7,6 @@ import copy
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from signer.ledger.records import Entry, encode
 from signer.ledger.sqlite import SqliteLedger
 from tests.conftest import Appliance, start_appliance, stop_appliance
 from tests.independent import cose_bytes, hc1_claims, hc1_verifies, untag
-from tests.integration.helpers import CoseParts, signature_hash
+from tests.integration.helpers import CoseParts, signature_hash, signed_in_hsm
 
 DAY = 86400
 
@@ -95,52 +94,6 @@ def test_deprecated_code_signs_with_a_warning(appliance: Appliance) -> None:
 
 # -- re-issue -----------------------------------------------------------------------------------
 
-_PAST_SIGNER = """
-import json, sys, time
-from signer.config import load_config
-from signer.token import open_token
-from signer.keys.csca import load_cscas
-from signer.keys.officers import approval_policy
-from signer.keys.registry import KeyRegistry
-from signer.domain import CertType
-config = load_config(sys.argv[1])
-token = open_token(config)
-registry = KeyRegistry(token, approval_policy(config), load_cscas(config))
-now = time.time()
-registry.refresh(now)
-key = registry.select(CertType.VACCINATION, None, int(now), int(now) + 86400)
-iat, exp = int(now) + int(sys.argv[3]), int(now) + int(sys.argv[4])
-print(key.encoder.encode(json.loads(sys.argv[2]), "VN", iat, exp))
-"""
-
-
-def _signed_in_hsm(appliance: Appliance, payload: Any, iat: int, exp: int) -> str:
-    """A certificate the appliance's own key signed with the PIN, outside the appliance, with
-    ``iat`` and ``exp`` this many seconds from now.
-
-    Made in a fresh process that opens the appliance's token (this test process may already
-    have SoftHSM loaded with another configuration)."""
-    env = {
-        **os.environ,
-        "SOFTHSM2_CONF": str(appliance.directory / "dev" / "softhsm" / "softhsm2.conf"),
-    }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PAST_SIGNER,
-            str(appliance.config_path),
-            json.dumps(payload),
-            str(iat),
-            str(exp),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
 
 def _register(appliance: Appliance, hc1: str) -> None:
     """Record ``hc1`` in the appliance's ledger on a chain of its own, as an officer's
@@ -173,7 +126,7 @@ def _register(appliance: Appliance, hc1: str) -> None:
 def test_reissue_of_an_expired_certificate(appliance: Appliance) -> None:
     payload = vaccination_payloads(1, seed=35)[0]
     # Signed two minutes ago (the dev DSC is an hour older), expired a minute ago.
-    old = _signed_in_hsm(appliance, payload, -120, -60)
+    old = signed_in_hsm(appliance, payload, -120, -60)
     dscs = appliance.dsc_by_kid()
     old_claims = hc1_claims(old)
     assert old_claims[4] < time.time()  # really expired
@@ -197,7 +150,7 @@ def test_reissue_of_an_expired_certificate(appliance: Appliance) -> None:
 
 def test_reissue_refuses_an_original_signed_before_its_dsc(appliance: Appliance) -> None:
     """Signed with the PIN, dated 400 days back: its DSC did not exist then (issue 8 §6)."""
-    old = _signed_in_hsm(appliance, vaccination_payloads(1, seed=37)[0], -400 * DAY, -35 * DAY)
+    old = signed_in_hsm(appliance, vaccination_payloads(1, seed=37)[0], -400 * DAY, -35 * DAY)
     _register(appliance, old)  # even a ledger record does not make it re-issuable
     request = pb.ReissueRequest(items=[pb.ReissueItem(id="old", hc1=old)])
     (refused,) = appliance.stub().Reissue(request, timeout=60).results

@@ -17,8 +17,9 @@ import pytest
 from hsm import HsmToken
 from signer.keys.devca import DevCsca
 from signer.keys.lifecycle import KeyManager
-from signer.keys.officers import ApprovalPolicy, OfficerKey, Roster, create_officer
+from signer.keys.officers import ApprovalPolicy, OfficerKey, create_officer
 from signer.ledger.events import KeyEventLog
+from tests.officers import signed_roster, unsigned_roster
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,13 @@ class Officers:
 @pytest.fixture(scope="session")
 def officers(tmp_path_factory: pytest.TempPathFactory) -> Officers:
     roster_dir = tmp_path_factory.mktemp("roster")
-    for name in ("alice", "bob", "carol"):
-        create_officer(roster_dir, name)
+    _, roster = signed_roster(roster_dir, "alice", "bob", "carol")
     outside = tmp_path_factory.mktemp("outside")
     create_officer(outside, "mallory")
-    roster = Roster.load(roster_dir)
     a, b, c = (
         OfficerKey.load(roster_dir / f"{n}.key.pem", roster) for n in ("alice", "bob", "carol")
     )
-    mallory = OfficerKey.load(outside / "mallory.key.pem", Roster.load(outside))
+    mallory = OfficerKey.load(outside / "mallory.key.pem", unsigned_roster(outside, "mallory"))
     return Officers(a, b, c, outsider=mallory, policy=ApprovalPolicy(roster, required=2))
 
 

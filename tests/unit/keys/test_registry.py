@@ -175,7 +175,8 @@ def test_dev_bootstrap_approves_a_dev_key_left_without_a_record(
 ) -> None:
     """A dev token from before dual control (v1 records) gets records signed by the dev officers."""
     from signer.keys.devca import dev_officers, ensure_dev_keys
-    from signer.keys.officers import ApprovalPolicy, Roster
+    from signer.keys.officers import ApprovalPolicy
+    from signer.keys.roster import newest_roster
 
     key_id = secrets.token_bytes(16)
     hsm_token.generate_key(KeyAlgorithm.EC_P256, "dev-dsc-es256", key_id)
@@ -190,8 +191,9 @@ def test_dev_bootstrap_approves_a_dev_key_left_without_a_record(
     lines: list[str] = []
     ensure_dev_keys(hsm_token, tmp_path, "VN", [Alg.ES256], lines.append, officers_dir)
     assert any("approving dev key" in line for line in lines)
-    assert len(dev_officers(officers_dir, create=False)) == 2
-    policy = ApprovalPolicy(Roster.load(officers_dir), 2)
+    pin = tmp_path / "roster.sha256"
+    assert len(dev_officers(officers_dir, pin, create=False)) == 2
+    policy = ApprovalPolicy(newest_roster(officers_dir, pin.read_text().strip())[0], 2)
     registry = KeyRegistry(hsm_token, policy, (dev_csca.certificate,))
     registry.refresh(time.time())
     assert _entry(registry, "dev-dsc-es256").state is KeyState.ACTIVE

@@ -17,6 +17,7 @@ from signer.ledger.postgres import PostgresLedger
 from signer.ledger.records import encode
 from signer.ledger.sqlite import SqliteLedger
 from signer.ledger.store import LedgerStore, open_sql
+from tests.officers import signed_roster
 from tests.unit.ledger.test_revocations import T0, entry
 
 KID_A, KID_B = b"kid-000A", b"kid-000B"
@@ -36,7 +37,8 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Setup:
     """1001 certificates under kid A for clinic-1, then 202 under kid B for clinic-2, one a
     second apart; record n has the UVCI URN:UVCI:01:VN:REV<n> and exp T0 + n."""
     roster = tmp_path / "roster"
-    alice = create_officer(roster, "alice")
+    pin, _ = signed_roster(roster, "alice", "bob")
+    alice = roster / "alice.key.pem"
     mallory = create_officer(tmp_path / "elsewhere", "mallory")
     store: LedgerStore
     if request.param == "postgres":
@@ -53,7 +55,8 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Setup:
     store.close()
     config = tmp_path / "signer.toml"
     config.write_text(
-        f'[issuer]\ncountry = "VN"\n[officers]\ndirectory = "{roster}"\n[ledger]\n{where}\n'
+        f'[issuer]\ncountry = "VN"\n[officers]\ndirectory = "{roster}"\nroster_sha256 = "{pin}"\n'
+        f"[ledger]\n{where}\n"
     )
     return Setup(config, ledger, alice, mallory)
 

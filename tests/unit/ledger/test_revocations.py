@@ -14,12 +14,13 @@ import pytest
 
 from signer.errors import RequestError
 from signer.hcert.revocation import HashType, truncated_sha256
-from signer.keys.officers import OfficerKey, Roster, create_officer
+from signer.keys.officers import OfficerKey, create_officer
 from signer.ledger import revocations
 from signer.ledger.export import MAX_ENTRIES, BatchBuilder
 from signer.ledger.records import Entry, encode
 from signer.ledger.revoking import Revocation, parse_hash, published_types, revoked_by
 from signer.ledger.sqlite import SqliteLedger, SqliteReader, connect_sql
+from tests.officers import unsigned_roster
 
 T0 = 1_700_000_000
 
@@ -48,7 +49,7 @@ def entry(
 @pytest.fixture
 def officer(tmp_path: Path) -> OfficerKey:
     roster = tmp_path / "roster"
-    return OfficerKey.load(create_officer(roster, "alice"), Roster.load(roster))
+    return OfficerKey.load(create_officer(roster, "alice"), unsigned_roster(roster, "alice"))
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_revoking_twice_keeps_the_first_record(ledger: Path, officer: OfficerKey
 
 
 def test_the_officer_signature_covers_every_field(tmp_path: Path, officer: OfficerKey) -> None:
-    roster = Roster.load(tmp_path / "roster")
+    roster = unsigned_roster(tmp_path / "roster", "alice")
     signed = revoke(officer, HashType.UCI, entry(1).uci or b"")
     assert signed.verifies(roster)
     for change in (
@@ -141,7 +142,7 @@ def test_the_officer_signature_covers_every_field(tmp_path: Path, officer: Offic
     ):
         assert not dataclasses.replace(signed, **change).verifies(roster), change
     create_officer(tmp_path / "other", "alice")  # same name, another key: not the roster's
-    assert not signed.verifies(Roster.load(tmp_path / "other"))
+    assert not signed.verifies(unsigned_roster(tmp_path / "other", "alice"))
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "x" * 201, "line\nbreak"])
