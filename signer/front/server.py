@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from signer.config import Config
 from signer.devsetup import prepare_dev_environment
-from signer.errors import BackendError
+from signer.errors import BackendError, ConfigError
 from signer.front.tls import check_listen_security
 from signer.keys.csca import load_cscas
 from signer.token import resolve_module
@@ -42,8 +42,16 @@ def serve(
 ) -> int:
     check_listen_security(config.server.host, config.tls)
     prepare_dev_environment(config)
-    resolve_module(config)  # fail fast on a missing module …
-    config.read_pin()  # … or a missing PIN, before starting anything
+    if config.dev.bootstrap:
+        resolve_module(config)  # the dev token is made with SoftHSM, here and now
+    else:
+        try:
+            resolve_module(config)
+        except ConfigError as e:
+            # Issue 9 §1: an HSM whose module is not mounted yet is an outage, not a reason to
+            # exit: the port listens NOT_SERVING and the workers try once per login window.
+            say(f"warning: {e}; serving NOT_SERVING until it appears")
+    config.read_pin()  # fail fast on a missing PIN, before starting anything
     config.ledger_target  # noqa: B018 - … or no ledger: nothing is signed that is not recorded
     load_cscas(config)  # … or no readable CSCA: no DSC could be served
     metrics_dir = tempfile.mkdtemp(prefix="hcert-signer-metrics-")
