@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -40,6 +41,9 @@ START_TIMEOUT = 120.0
 def serve(
     config: Config, ready_file: Path | None = None, say: Callable[[str], None] = print
 ) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s front %(levelname)s %(name)s: %(message)s"
+    )
     check_listen_security(config.server.host, config.tls)
     prepare_dev_environment(config)
     if config.dev.bootstrap:
