@@ -49,11 +49,13 @@ protos-check: $(STAMP)
 	    { echo "generated code is stale: run 'make protos' ($$(basename $$f))"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is current"
 
-## system-deps: softhsm2 and postgresql (the ledger tests' real server) from apt when missing
+## system-deps: softhsm2, p11-kit (a network HSM in the fault tests) and postgresql (the ledger
+## tests' real server) from apt when missing
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	command -v p11-kit >/dev/null 2>&1 || missing="$$missing p11-kit"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
