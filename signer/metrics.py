@@ -55,7 +55,33 @@ KEY_STATE_REPLAYS = Counter(
     "version for the key (a replayed older record).",
 )
 SIGNATURES = Counter("hcert_signatures_total", "Signatures made in the HSM, by kid.", ["kid"])
-HSM_ERRORS = Counter("hcert_hsm_errors_total", "HSM operations that failed.")
+HSM_ERRORS = Counter(
+    "hcert_hsm_errors_total",
+    "HSM operations that failed, by PKCS#11 return value (CKR_… name; NO_SUCH_TOKEN, "
+    "CKR_UNMAPPED or NONE for failures without one).",
+    ["code"],
+)
+HSM_UP = Gauge(
+    "hcert_hsm_up",
+    "1 while a signing worker is logged in to the HSM, 0 while none is (the alert: HSM "
+    "unreachable, PIN refused, token missing).",
+    multiprocess_mode="livemax",
+)
+HSM_RECONNECTS = Counter(
+    "hcert_hsm_reconnects_total",
+    "Times the appliance logged in again after losing the HSM (one per outage and worker).",
+)
+HSM_LOGIN_ATTEMPTS = Counter(
+    "hcert_hsm_login_attempts_total",
+    "Login attempts while the HSM is in trouble (one per backoff window), by outcome.",
+    ["outcome"],
+)
+KEYS_MISSING = Gauge(
+    "hcert_keys_missing",
+    "Keys the officers' approved records say are active whose private key or DSC is not in "
+    "the token (deleted, or the token was re-initialised): they do not sign.",
+    multiprocess_mode="livemax",
+)
 WORKER_READY = Gauge(
     "hcert_worker_ready",
     "1 while a worker is logged in and has an active key with a valid DSC.",

@@ -214,7 +214,6 @@ class SigningService:
                 else:
                     results.append(HashResult(item.id, signature=key.sign_digest(item.digest)))
         except HsmError as e:
-            metrics.HSM_ERRORS.inc()
             raise BackendError(f"the HSM failed while signing: {e}") from e
         signed = sum(1 for r in results if r.signature is not None)
         metrics.SIGNATURES.labels(base64.b64encode(kid).decode()).inc(signed)
@@ -279,7 +278,6 @@ class SigningService:
                     signatures[outcome.key.entry.dsc.kid] += 1
                 outcomes.append(outcome)
         except HsmError as e:
-            metrics.HSM_ERRORS.inc()
             raise BackendError(f"the HSM failed while signing: {e}") from e
         finally:
             for kid, count in signatures.items():

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,9 +64,15 @@ def start_appliance(
     extra_config: str = "",
     workers: int = 2,
     key_algorithms: Sequence[str] = ("ES256", "PS256"),
+    *,
+    hsm_config: str = "",
+    env: Mapping[str, str] | None = None,
+    dev_bootstrap: bool = True,
 ) -> tuple[Appliance, subprocess.Popen[bytes]]:
     """Run ``signer serve`` as a real subprocess with a dev token under ``directory``; the dev
-    bootstrap creates one active key per algorithm in ``key_algorithms``."""
+    bootstrap creates one active key per algorithm in ``key_algorithms``. ``hsm_config`` adds
+    lines to ``[hsm]``, ``env`` to the server's environment; without ``dev_bootstrap`` the
+    config is a production one (``extra_config`` names the CSCA, officers, ledger, PIN)."""
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "signer.toml"
     algorithms = ", ".join(f'"{a}"' for a in key_algorithms)
@@ -81,9 +87,10 @@ max_batch = 1000
 pin_env = ""
 key_refresh_seconds = 1.0
 sessions = {workers}
+{hsm_config}
 
 [dev]
-bootstrap = true
+bootstrap = {"true" if dev_bootstrap else "false"}
 directory = "{directory / "dev"}"
 key_algorithms = [{algorithms}]
 
@@ -109,6 +116,7 @@ roles = ["issuer", "hash-signer"]
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while not ready.exists():

@@ -7,6 +7,12 @@ with the fewest chunks in flight, at most ``WINDOW`` each: one being signed and 
 worker never idles between chunks. A chunk whose caller has gone (cancelled, deadline passed) is
 dropped before it reaches a worker. A worker that dies has its chunks retried once on another
 worker; it is restarted with backoff, and never while the appliance shuts down.
+
+Logging in is gated for the whole appliance (:class:`LoginGate`, issue 9 §1, §2, §4): while the
+HSM is in trouble — at start, after a failed login, after a worker lost the HSM — one worker at
+a time tries, once per backoff window; the others wait, parked, with no process, and start when
+it has logged in. A worker that loses the HSM answers its chunk UNAVAILABLE, finalises the
+library and exits; the worker started in its place loads the library afresh.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from signer import metrics
 from signer.config import Config
 from signer.domain import CertType
+from signer.front.login_gate import LoginGate
 from signer.front.quotas import FairQueue
 from signer.workers import wire
 
@@ -74,6 +81,8 @@ class _Worker:
     in_flight: dict[int, Chunk] = field(default_factory=dict)
     status: bool | None = None  # None until its first report (logged in and keys read)
     failure: str = ""
+    failure_code: str = ""
+    hsm_lost: str = ""  # why it lost the HSM after logging in (it exits next)
 
 
 class WorkerPool:
@@ -88,6 +97,14 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self.trust_list: bytes | None = None
         self.size = config.hsm.session_count()
+        self._gate = LoginGate()
+        self._parked: set[int] = set()  # workers waiting for the login gate (no process)
+        self._probe: tuple[int, asyncio.Future[tuple[bool, str, str]]] | None = None
+        self._reviving = False
+        self._starting = True  # until the first probe's outcome (and, on success, all started)
+        self._relogin: set[int] = set()  # restarted after losing the HSM: a reconnect
+        self._up = False
+        self._down_since: float | None = None
 
     # -- what the front asks ---------------------------------------------------------------------
 
@@ -105,8 +122,9 @@ class WorkerPool:
         return [w.process.pid for w in self._workers.values()]
 
     def started(self) -> bool:
-        """Every worker has reported once (or failed and is waiting for its restart)."""
-        return len(self._workers) == self.size and all(
+        """The first login attempt is decided, and every started worker has reported once (or
+        failed and waits for its restart)."""
+        return not self._starting and all(
             w.status is not None or w.failure for w in self._workers.values()
         )
 
@@ -117,8 +135,8 @@ class WorkerPool:
     # -- life cycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for index in range(self.size):
-            await self._spawn(index)
+        self._parked.update(range(self.size))
+        self._revive()
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
@@ -134,6 +152,8 @@ class WorkerPool:
                 worker.process.wait()
         for task in self._tasks:
             task.cancel()
+        if self._probe is not None and not self._probe[1].done():
+            self._probe[1].cancel()
 
     async def _spawn(self, index: int) -> None:
         front_end, worker_end = socket.socketpair()
@@ -179,13 +199,24 @@ class WorkerPool:
             self._pump()
         elif kind == "status":
             _, serving, trust_list = message
+            first = worker.status is None
             worker.status = bool(serving)
             self.trust_list = trust_list
+            if first:
+                self._logged_in(worker)
             self._on_change()
             self._pump()
         elif kind == "failed":
-            worker.failure = str(message[1])
-            log.error("worker %d could not start: %s", worker.index, worker.failure)
+            _, worker.failure, worker.failure_code = message
+            if not self._settle_probe(worker, False, worker.failure, worker.failure_code):
+                self._attempted(worker.index, False, worker.failure, worker.failure_code)
+            self._on_change()
+        elif kind == "hsm_lost":
+            _, code, worker.hsm_lost = message
+            worker.status = None  # no more chunks for it: it exits next
+            self._gate.lost()
+            log.warning("worker %d lost the HSM (%s): %s", worker.index, code, worker.hsm_lost)
+            self._publish_up(f"{code}: {worker.hsm_lost}")
             self._on_change()
 
     async def _lost(self, worker: _Worker) -> None:
@@ -206,8 +237,20 @@ class WorkerPool:
                 chunk.retried = True
                 self._queue.put(chunk.client, chunk)
         worker.in_flight.clear()
+        self._settle_probe(worker, False, worker.failure or f"exited with {code}", "exit")
+        self._publish_up(worker.failure or worker.hsm_lost or f"worker exited with {code}")
         self._on_change()
         if self._stopping:
+            return
+        if worker.failure or worker.hsm_lost or self._gate.trouble:
+            # HSM trouble: the worker starts again through the appliance's login gate.
+            if worker.hsm_lost or self._relogin:
+                self._relogin.add(worker.index)
+            if worker.hsm_lost:
+                metrics.WORKER_RESTARTS.inc()
+            self._parked.add(worker.index)
+            self._fail_queued_unless_accepting()
+            self._revive()
             return
         ran = time.monotonic() - worker.started
         failures = 0 if ran > STABLE_SECONDS else self._failures.get(worker.index, 0) + 1
@@ -225,6 +268,102 @@ class WorkerPool:
         if not self._stopping:
             await self._spawn(worker.index)
             self._pump()
+
+    # -- the login gate ----------------------------------------------------------------------
+
+    def _revive(self) -> None:
+        if not self._reviving and not self._stopping:
+            self._reviving = True
+            self._keep(self._revive_parked())
+
+    async def _revive_parked(self) -> None:
+        """Start the parked workers: while the HSM is in trouble one probe per window, then,
+        once it has logged in, all the others at once."""
+        try:
+            while self._parked and not self._stopping:
+                if self._gate.trouble and not self.accepting:
+                    await asyncio.sleep(self._gate.delay())
+                    if self._stopping or not self._parked:
+                        return
+                    index = min(self._parked)
+                    self._parked.discard(index)
+                    outcome = asyncio.get_running_loop().create_future()
+                    self._probe = (index, outcome)
+                    await self._spawn(index)
+                    ok, why, code = await outcome
+                    self._probe = None
+                    self._attempted(index, ok, why, code)
+                    if not ok:
+                        self._starting = False
+                        continue
+                for index in sorted(self._parked):
+                    self._parked.discard(index)
+                    await self._spawn(index)
+                self._starting = False
+        finally:
+            self._reviving = False
+
+    def _settle_probe(self, worker: _Worker, ok: bool, why: str, code: str) -> bool:
+        """Tell the gate how the probe's login went; False when ``worker`` is no probe."""
+        if self._probe is None or self._probe[0] != worker.index:
+            return False
+        if not self._probe[1].done():
+            self._probe[1].set_result((ok, why, code))
+        return True
+
+    def _logged_in(self, worker: _Worker) -> None:
+        self._settle_probe(worker, True, "", "")
+        self._gate.succeeded()
+        if worker.index in self._relogin:
+            self._relogin.discard(worker.index)
+            metrics.HSM_RECONNECTS.inc()
+        self._publish_up("")
+
+    def _attempted(self, index: int, ok: bool, why: str, code: str) -> None:
+        """One log line per login attempt made through the gate (never the PIN)."""
+        if ok:
+            metrics.HSM_LOGIN_ATTEMPTS.labels("ok").inc()
+            log.info("HSM login by worker %d succeeded; starting the other workers", index)
+            return
+        metrics.HSM_LOGIN_ATTEMPTS.labels("failed").inc()
+        delay = self._gate.failed(code)
+        log.error(
+            "HSM login attempt %d (worker %d) failed: %s; next attempt in %.1f s (one attempt "
+            "per window for the whole appliance)",
+            self._gate.failures,
+            index,
+            why,
+            delay,
+        )
+
+    def _publish_up(self, why: str) -> None:
+        """The alert gauge and one log line at each end of an outage."""
+        up = self.accepting
+        metrics.HSM_UP.set(1 if up else 0)
+        if up == self._up:
+            return
+        self._up = up
+        now = time.monotonic()
+        if not up and not self._stopping:
+            self._down_since = now
+            log.error("HSM outage: no signing worker is logged in (%s); calls get UNAVAILABLE", why)
+        elif up and self._down_since is not None:
+            log.warning("HSM back after %.1f s: signing again", now - self._down_since)
+            self._down_since = None
+
+    def _fail_queued_unless_accepting(self) -> None:
+        """With no worker logged in, queued chunks are answered UNAVAILABLE now rather than
+        waiting for the HSM's return (the client retries)."""
+        if self.accepting:
+            return
+        while self._queue:
+            chunk = self._queue.pop()
+            if chunk is None:
+                return
+            if not chunk.future.done():
+                chunk.future.set_exception(
+                    ChunkError("backend", "no signing worker is logged in to the HSM; retry")
+                )
 
     # -- dispatch --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from signer.config import Config
 from signer.devsetup import prepare_dev_environment
-from signer.errors import BackendError
+from signer.errors import BackendError, ConfigError
 from signer.front.tls import check_listen_security
 from signer.keys.csca import load_cscas
 from signer.keys.roster import approval_policy
@@ -41,10 +42,21 @@ START_TIMEOUT = 120.0
 def serve(
     config: Config, ready_file: Path | None = None, say: Callable[[str], None] = print
 ) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s front %(levelname)s %(name)s: %(message)s"
+    )
     check_listen_security(config.server.host, config.tls)
     prepare_dev_environment(config)
-    resolve_module(config)  # fail fast on a missing module …
-    config.read_pin()  # … or a missing PIN, before starting anything
+    if config.dev.bootstrap:
+        resolve_module(config)  # the dev token is made with SoftHSM, here and now
+    else:
+        try:
+            resolve_module(config)
+        except ConfigError as e:
+            # Issue 9 §1: an HSM whose module is not mounted yet is an outage, not a reason to
+            # exit: the port listens NOT_SERVING and the workers try once per login window.
+            say(f"warning: {e}; serving NOT_SERVING until it appears")
+    config.read_pin()  # fail fast on a missing PIN, before starting anything
     config.ledger_target  # noqa: B018 - … or no ledger: nothing is signed that is not recorded
     load_cscas(config)  # … or no readable CSCA: no DSC could be served
     approval_policy(config)  # … or an officer roster that does not chain from its pin

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, WeakKeyError
+from hsm import HsmError, HsmToken, KeyAlgorithm, SigningKey, StoredCertificate, WeakKeyError
 from signer.domain import Alg, CertType
 from signer.errors import BackendError
 from signer.hcert.encode import HcertEncoder
@@ -101,6 +101,9 @@ class KeyRegistry:
         self._newest: dict[str, int] = {}  # label → newest approved issued_at seen (anti-replay)
         self._warned: set[tuple[str, str]] = set()
         self.entries: tuple[KeyEntry, ...] = ()
+        #: Labels of keys an approved record says are active but whose private key or DSC is
+        #: not in the token (issue 9 §5): reported, never replaced by another key.
+        self.missing: tuple[str, ...] = ()
         #: Our DSCs in every state, for verifying what we signed (retired keys included).
         self.trust = TrustStore(())
         self._active: tuple[ActiveKey, ...] = ()
@@ -109,9 +112,14 @@ class KeyRegistry:
         """Re-read keys, DSCs and state records from the token (cheap when nothing changed)."""
         keys = {k.key_id: k for k in self._token.signing_keys()}
         states = self._records()
+        certificates = self._token.certificates()
+        # A token whose storage went away can list no objects without an error (SoftHSM
+        # does): only a token that is still there after the listing makes it a listing.
+        self._token.check()
+        self.missing = self._missing(states, keys, certificates, now)
         entries: list[KeyEntry] = []
         active: list[ActiveKey] = []
-        for stored in self._token.certificates():
+        for stored in certificates:
             key = keys.get(stored.key_id)
             if key is None:
                 continue  # a CA or foreign certificate, not a DSC of ours
@@ -131,6 +139,8 @@ class KeyRegistry:
                 try:
                     active.append(self._verify(key, entry))
                 except (WeakKeyError, HsmError, ValueError) as e:
+                    if isinstance(e, HsmError) and e.scope != "operation":
+                        raise  # the session or the device failed, not this key (issue 9 §4)
                     entry = KeyEntry(key.label, dsc, state, since, str(e), usage_end)
                     self._warn_once(key.label, f"key is active but cannot sign: {e}")
             entries.append(entry)
@@ -140,6 +150,34 @@ class KeyRegistry:
         self._active = tuple(
             sorted(active, key=lambda a: (a.entry.since, a.entry.dsc.not_before), reverse=True)
         )
+
+    def forget_handles(self) -> None:
+        """After the session was reopened: every cached key handle belongs to the old one."""
+        self._verified.clear()
+
+    def _missing(
+        self,
+        states: dict[str, KeyStateRecord],
+        keys: dict[bytes, SigningKey],
+        certificates: Sequence[StoredCertificate],
+        now: float,
+    ) -> tuple[str, ...]:
+        with_dsc = {c.key_id for c in certificates}
+        missing = tuple(
+            sorted(
+                label
+                for label, record in states.items()
+                if record.effective(now) is KeyState.ACTIVE
+                and (record.key_id not in keys or record.key_id not in with_dsc)
+            )
+        )
+        for label in missing:
+            self._warn_once(
+                label,
+                "approved as active, but its private key or DSC is not in the token (deleted, "
+                "or the token re-initialised): it does not sign until officers act",
+            )
+        return missing
 
     def _records(self) -> dict[str, KeyStateRecord]:
         """label → the record that counts (:func:`records_that_count`, as ``signer keys``)."""

@@ -106,7 +106,16 @@ class KeyStateRecord:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> KeyStateRecord:
-        """Parse a record; ValueError / KeyError / TypeError when it is not one."""
+        """Parse a record; ValueError / KeyError / TypeError when it is not one (whatever a PIN
+        holder wrote: issue 9 §5 found ``{"content": 5}`` raising AttributeError in every
+        worker)."""
+        try:
+            return cls._parse(raw)
+        except AttributeError as e:
+            raise ValueError(f"malformed key-state record: {e}") from e
+
+    @classmethod
+    def _parse(cls, raw: bytes) -> KeyStateRecord:
         data = json.loads(raw)
         content = data["content"]
         if content.get("v") != 2:

@@ -15,10 +15,12 @@ import os
 import select
 import signal
 import socket
+import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from hsm import HsmError
+from hsm import HsmError, HsmToken
 from signer import metrics
 from signer.config import Config
 from signer.errors import BackendError, KeyStateError, RequestError, SignerError
@@ -35,6 +37,8 @@ from signer.workers import convert, wire
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Error kinds a chunk can end with; the front maps each to one gRPC status.
 ERROR_KINDS: tuple[tuple[type[SignerError], str], ...] = (
     (RequestError, "request"),
@@ -43,35 +47,47 @@ ERROR_KINDS: tuple[tuple[type[SignerError], str], ...] = (
 )
 
 
+#: The exit status of a worker that lost the HSM: the front starts a new one through its
+#: appliance-wide login backoff (issue 9 §4).
+EXIT_HSM_LOST = 3
+
+
 def run(sock: socket.socket, config: Config, index: int) -> int:
-    """Serve chunks until the front says stop or goes away; the process exit status."""
+    """Serve chunks until the front says stop or goes away, or the HSM is lost; the process
+    exit status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front owns Ctrl-C and SIGTERM
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.unraisablehook = _unraisable_once
     try:
         cscas = load_cscas(config)
         token = open_token(config)
     except SignerError as e:
-        wire.send(sock, ("failed", str(e)))
+        cause = _hsm_cause(e)
+        code = cause.code if cause is not None else None
+        if cause is not None:
+            _count(cause)
+        wire.send(sock, ("failed", str(e), code or type(e).__name__))
         return 1
     try:
         policy = approval_policy(config, token)  # the roster that chains from the pin
     except (SignerError, HsmError) as e:
-        token.close()
-        wire.send(sock, ("failed", str(e)))
+        code = e.code if isinstance(e, HsmError) else None
+        token.finalize()
+        wire.send(sock, ("failed", str(e), code or type(e).__name__))
         return 1
     guard = LedgerVersionGuard(config.ledger_target, token, reporter=index == 0)
     registry = KeyRegistry(token, policy, cscas, config.issuer.key_usage_days, guard)
-    worker = _Worker(config, registry, HeadKeeper(token))
-    worker.refresh(sock)
-    # Start-up objects live as long as the process: keep them out of the cyclic GC, and collect
-    # the young generation less often (ADR 0004: ~2 % of a busy worker before this).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)
-    interval = config.hsm.key_refresh_seconds
-    next_refresh = time.monotonic() + interval
+    worker = _Worker(config, token, registry, HeadKeeper(token))
     try:
-        while True:
+        worker.refresh(sock)
+        # Start-up objects live as long as the process: keep them out of the cyclic GC, and
+        # collect the young generation less often (ADR 0004: ~2 % of a busy worker before).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 10)
+        interval = config.hsm.key_refresh_seconds
+        next_refresh = time.monotonic() + interval
+        while worker.lost is None:
             wait = max(0.0, next_refresh - time.monotonic())
             readable, _, _ = select.select([sock], [], [], wait)
             if readable:
@@ -79,37 +95,93 @@ def run(sock: socket.socket, config: Config, index: int) -> int:
                 if message is None or message[0] == "stop":
                     return 0
                 wire.send(sock, worker.handle(message))
-            if time.monotonic() >= next_refresh:
+            if worker.lost is None and time.monotonic() >= next_refresh:
                 worker.refresh(sock)
                 next_refresh = time.monotonic() + interval
     finally:
-        token.close()
+        # Close the session and finalise the library: a worker that lost the HSM ends here,
+        # and the front's login backoff starts the next one on a freshly loaded library.
+        token.finalize()
+    lost = worker.lost
+    wire.send(sock, ("hsm_lost", lost.code or "NONE", str(lost)))
+    return EXIT_HSM_LOST
 
 
 class _Worker:
-    def __init__(self, config: Config, registry: KeyRegistry, audit: HeadKeeper) -> None:
+    def __init__(
+        self, config: Config, token: HsmToken, registry: KeyRegistry, audit: HeadKeeper
+    ) -> None:
+        self._token = token
         self._registry = registry
         self._audit = audit
         self._service = SigningService(config, registry)
         self._verification = VerificationService(config, registry)
         self._reported: tuple[bool, bytes] | None = None
+        self._refresh_problem = ""
+        #: The HSM failure that ended this worker's session and login (device scope).
+        self.lost: HsmError | None = None
 
     def refresh(self, sock: socket.socket) -> None:
+        serving = False
         try:
-            self._registry.refresh(time.time())
+            self._with_session_retry(lambda: self._registry.refresh(time.time()))
             serving = self._registry.serving(time.time())
+            self._refresh_problem = ""
         except HsmError as e:
-            metrics.HSM_ERRORS.inc()
-            log.error("key refresh failed: %s", e)
-            serving = False
+            if e.scope == "operation":
+                self._log_refresh_problem(f"key refresh failed: {e}")
+            else:
+                self.lost = e
+        except Exception as e:
+            # Issue 9 §5: one malformed object must not take every worker down; the keys
+            # read before stay as they were, logged once per kind of problem.
+            self._log_refresh_problem(f"key refresh failed: {type(e).__name__}: {e}")
+            serving = self._registry.serving(time.time())
         _publish_key_metrics(self._registry, serving)
         status = (serving, convert.trust_list(self._registry))
         if status != self._reported:
             self._reported = status
             wire.send(sock, ("status", *status))
 
+    def _log_refresh_problem(self, text: str) -> None:
+        if text != self._refresh_problem:
+            self._refresh_problem = text
+            log.error("%s", text)
+
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         chunk_id, kind, body, types = message
+        try:
+            return self._with_session_retry(lambda: self._answer(chunk_id, kind, body, types))
+        except HsmError as e:
+            if e.scope != "operation":
+                self.lost = e
+            return ("error", chunk_id, "backend", f"the HSM failed: {e}")
+
+    def _with_session_retry(self, call: Callable[[], T]) -> T:
+        """``call``; when the session was lost (CKR_SESSION_HANDLE_INVALID, a stale object
+        handle), reopen it, find the keys again and call once more (issue 9 §3). The chunk's
+        results from the first try were never sent, so every item gets exactly one."""
+        try:
+            return call()
+        except HsmError as e:
+            _count(e)
+            if e.scope != "session":
+                raise
+            log.warning("HSM session lost (%s): reopening it and trying once more", e.code)
+        try:
+            self._token.reopen()
+            self._registry.forget_handles()
+            self._registry.refresh(time.time())
+            return call()
+        except HsmError as e:
+            _count(e)
+            if e.scope == "session":
+                # Twice in a row: the login or the device is gone, not just the session.
+                raise HsmError(str(e), "CKR_DEVICE_ERROR" if e.code is None else e.code) from e
+            raise
+
+    def _answer(self, chunk_id: int, kind: str, body: bytes, types: Any) -> tuple[Any, ...]:
+        """The reply to one chunk; an HSM failure is raised as the :class:`HsmError`."""
         try:
             issued: convert.Issued = []
             uvcis: convert.Uvcis = []
@@ -127,10 +199,12 @@ class _Worker:
                 response = self._audit.checkpoint(body)
             else:
                 return ("error", chunk_id, "request", f"unknown chunk kind {kind!r}")
-        except HsmError as e:
-            metrics.HSM_ERRORS.inc()
-            return ("error", chunk_id, "backend", f"the HSM failed: {e}")
+        except HsmError:
+            raise
         except SignerError as e:
+            cause = _hsm_cause(e)
+            if cause is not None:
+                raise cause from e
             for cls, name in ERROR_KINDS:
                 if isinstance(e, cls):
                     return ("error", chunk_id, name, str(e))
@@ -141,8 +215,35 @@ class _Worker:
         return ("done", chunk_id, response, uvcis, issued)
 
 
+def _hsm_cause(error: BaseException) -> HsmError | None:
+    """The :class:`HsmError` an error was raised from, if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, HsmError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def _count(error: HsmError) -> None:
+    metrics.HSM_ERRORS.labels(error.code or "NONE").inc()
+
+
+_unraisable_seen: set[str] = set()
+
+
+def _unraisable_once(unraisable: sys.UnraisableHookArgs) -> None:
+    """python-pkcs11 ends an object search in ``__del__``; on a dead device that prints a
+    traceback per search. One line per kind instead (issue 9: never a traceback per call)."""
+    kind = type(unraisable.exc_value).__name__
+    if kind not in _unraisable_seen:
+        _unraisable_seen.add(kind)
+        log.warning("PKCS#11 clean-up failed (%s); further ones are not logged", kind)
+
+
 def _publish_key_metrics(registry: KeyRegistry, serving: bool) -> None:
     metrics.WORKER_READY.labels(str(os.getpid())).set(1 if serving else 0)
+    metrics.KEYS_MISSING.set(len(registry.missing))
     for entry in registry.entries:
         kid = base64.b64encode(entry.dsc.kid).decode()
         metrics.DSC_NOT_AFTER.labels(kid, entry.label).set(entry.dsc.not_after)

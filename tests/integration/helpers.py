@@ -388,3 +388,58 @@ def ledger_records(appliance_dir: Path) -> int:
         for line in shown.stdout.splitlines()
         if line.startswith("{") and '"event":' not in line  # key events are no signatures
     )
+
+
+# --- a network HSM: p11-kit server exporting SoftHSM over a unix socket ------------------------
+
+P11KIT_CLIENT = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
+
+
+def require_p11kit() -> None:
+    """``p11-kit server`` and its client module (Debian p11-kit, p11-kit-modules)."""
+    import shutil
+
+    if shutil.which("p11-kit") is None or not os.path.exists(P11KIT_CLIENT):
+        message = "p11-kit is not installed (apt-get install p11-kit)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ", and under CI=true that is a failure, not a skip")
+        pytest.skip(message)
+
+
+class P11KitServer:
+    """``p11-kit server`` exporting one SoftHSM token on a unix socket. :meth:`kill` ends it
+    with every per-connection child (its own process group): the HSM is gone for the clients
+    until :meth:`start` runs again on the same socket."""
+
+    def __init__(self, socket_path: Path, softhsm_conf: Path, module: str, token: str) -> None:
+        self.socket_path = socket_path
+        self._env = {**os.environ, "SOFTHSM2_CONF": str(softhsm_conf)}
+        self._command = [
+            "p11-kit", "server", "-f", "--provider", module, "-n", str(socket_path),
+            f"pkcs11:token={token}",
+        ]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"unix:path={self.socket_path}"
+
+    def start(self) -> None:
+        self.socket_path.unlink(missing_ok=True)
+        self._process = subprocess.Popen(
+            self._command,
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_until(lambda: True if self.socket_path.exists() else None, 30, "p11-kit server")
+
+    def kill(self) -> None:
+        import signal
+
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+            self._process = None
