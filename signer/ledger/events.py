@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ from signer.ledger.anchor import HeadKeeper
 from signer.ledger.checkpoints import Checkpoint, Head, key_id, unpack_head
 from signer.ledger.records import decode_event, pack_event, signature_column
 from signer.ledger.store import LedgerError, LedgerStore, open_reader, open_store
+
+log = logging.getLogger(__name__)
 
 KEY_EVENTS_CHAIN: Final = "key-events"
 LOCK_WAIT_SECONDS: Final = 30.0
@@ -137,9 +140,11 @@ class KeyEventLog:
             try:
                 signed = self._keeper.advance(head, expected)
             except HsmError as e:
-                raise LedgerError(
-                    f"the key event is recorded but the HSM did not checkpoint it: {e}"
-                ) from e
+                # The event is durable; the token's head stays behind it (a head behind the
+                # chain is sound) until the next event's checkpoint covers it. Raising here
+                # would hide the outcome of the operation itself (e.g. a full token).
+                log.warning("key event recorded, but the HSM did not checkpoint it yet: %s", e)
+                return
             if isinstance(signed, bytes):
                 raise LedgerError(
                     f"the HSM's head of the ledger chain {self.chain!r} moved while this run "

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from signer import health
 from signer.api.v1 import signer_pb2 as pb
+from signer.bench.payloads import vaccination_payloads
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.integration.helpers import TEST_PAYLOAD, sign_one, stub, to_json
 
@@ -92,8 +93,14 @@ def exercised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     by the calls below, so that a quota refusal is counted too."""
     require_softhsm()
     quotas = "[quotas]\nitems_per_second = 0.001\nburst = 1000\n"
+    directory = tmp_path_factory.mktemp("metrics")
+    (directory / "faults").mkdir()
     running, process = start_appliance(
-        tmp_path_factory.mktemp("metrics"), extra_config=quotas, workers=1, key_algorithms=["ES256"]
+        directory,
+        extra_config=quotas,
+        workers=1,
+        key_algorithms=["ES256"],
+        env={"HCERT_TEST_HSM_FAULTS": str(directory / "faults")},  # an HSM error, counted
     )
     try:
         yield running
@@ -124,7 +131,18 @@ def drive(appliance: Appliance) -> None:
     wait_serving(appliance)
     assert sign_one(appliance.address, to_json(TEST_PAYLOAD)).HasField("signed")
     assert sign_one(appliance.address, "{").HasField("rejected")  # an item error: json
-    broken = [pb.SignItem(id=str(i), payload_json="{") for i in range(998)]
+    # SoftHSM closes the worker's session after 3 more signatures (hsm/_faults.py): an HSM
+    # error, counted by its CKR code, and the chunk retried on a new session
+    (appliance.directory / "faults" / "close-session").write_text("3")
+    payloads = [to_json(p) for p in vaccination_payloads(10, seed=5)]
+    signed = stub(appliance.address).SignBatch(
+        pb.SignBatchRequest(
+            items=[pb.SignItem(id=str(i), payload_json=j) for i, j in enumerate(payloads)]
+        ),
+        timeout=60,
+    )
+    assert all(r.HasField("signed") for r in signed.results)
+    broken = [pb.SignItem(id=str(i), payload_json="{") for i in range(988)]
     stub(appliance.address).SignBatch(pb.SignBatchRequest(items=broken), timeout=60)
     with pytest.raises(grpc.RpcError) as refused:
         sign_one(appliance.address, to_json(TEST_PAYLOAD))
@@ -142,6 +160,7 @@ def exported(exercised: Appliance) -> set[str]:
         "hcert_refusals_total",
         "hcert_batch_seconds_bucket",
         "hcert_ledger_checkpoints_total",
+        "hcert_hsm_errors_total",
     } <= names
     return names
 

@@ -92,6 +92,7 @@ def _production(dev: Path) -> str:
 csca = ["{dev / "dev-csca.pem"}"]
 [officers]
 directory = "{dev / "officers"}"
+roster_sha256 = "{(dev / "roster.sha256").read_text().strip()}"
 [ledger]
 path = "{dev / "ledger.sqlite"}"
 [audit]
