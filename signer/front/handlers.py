@@ -17,21 +17,25 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
 from signer import metrics
 from signer.api.v1 import signer_pb2 as pb
 from signer.config import Config
+from signer.front import checks
 from signer.front.policy import Grant, Policy
 from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
+from signer.front.qr import QrRenderer
 from signer.front.quotas import Admission, Refusal, retry_info_trailer
 from signer.front.tls import LOCAL_IDENTITY, client_identity
 from signer.ledger.records import pack_header
 from signer.ledger.store import LedgerError
 from signer.ledger.writer import LedgerWriter
+from signer.logs import RateLimitedLog, error_kind
 
 log = logging.getLogger(__name__)
+#: Whatever a request can trigger is logged at most once per kind a minute (issue 9 §8).
+limited_log = RateLimitedLog(log)
 
 SERVICE = "hcert.signer.v1.Signer"
 INTERNAL_MESSAGE = "internal error; the appliance logged the details"
@@ -94,7 +98,11 @@ class Front:
         self._identity_mode = config.tls.identity
         self._max_batch = config.server.max_batch
         self._window = config.server.stream_window
+        self._qr = QrRenderer(max(1, pool.size // 2))
         self.draining = asyncio.Event()
+
+    def close(self) -> None:
+        self._qr.close()
 
     def handler(self) -> grpc.GenericRpcHandler:
         def raw(request: bytes) -> bytes:
@@ -118,16 +126,17 @@ class Front:
             started = time.perf_counter()
             try:
                 grant = self._admit_call(rpc, context)
+                request = _parse(rpc, raw)
                 if rpc == "GetTrustList":
                     return self._trust_list()
-                return await self._batch(rpc, raw, grant, context)
+                return await self._batch(rpc, raw, request, grant, context)
             except _Abort as e:
                 await _end(context, e)
                 raise AssertionError("unreachable") from None  # context.abort raised
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Exception:
-                log.exception("unexpected error in %s", rpc)
+            except Exception as e:
+                limited_log.error(error_kind(rpc, e), "unexpected error in %s", rpc, exc_info=True)
                 await _end(context, _Abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE))
                 raise AssertionError("unreachable") from None
             finally:
@@ -143,7 +152,7 @@ class Front:
         when one is done, so memory stays flat however long the stream. On drain the stream stops
         reading, answers what it took, and ends with UNAVAILABLE saying how far it got."""
         pending: list[asyncio.Future[bytes]] = []
-        answered = 0
+        answered = received = 0
         try:
             grant = self._admit_call("SignStream", context)
             iterator = aiter(requests)
@@ -159,8 +168,24 @@ class Front:
                         raw = following.result()
                     except StopAsyncIteration:
                         break
+                    received += 1
+                    try:
+                        request = _parse("SignStream", raw)
+                    except _Abort as e:
+                        # Batches before it are answered first, in order; then the status says
+                        # which message was bad.
+                        while pending:
+                            yield await pending.pop(0)
+                            answered += 1
+                        raise _Abort(
+                            e.code,
+                            f"message {received} of this stream: {e}; the {answered} batch(es) "
+                            "before it were answered",
+                        ) from None
                     pending.append(
-                        asyncio.ensure_future(self._batch("SignStream", raw, grant, context))
+                        asyncio.ensure_future(
+                            self._batch("SignStream", raw, request, grant, context)
+                        )
                     )
                     if len(pending) >= self._window:
                         yield await pending.pop(0)
@@ -180,8 +205,10 @@ class Front:
             await _end(context, e)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
-        except Exception:
-            log.exception("unexpected error in SignStream")
+        except Exception as e:
+            limited_log.error(
+                error_kind("SignStream", e), "unexpected error in SignStream", exc_info=True
+            )
             await _end(context, _Abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE))
         finally:
             for future in pending:
@@ -213,13 +240,8 @@ class Front:
         return self._pool.trust_list
 
     async def _batch(
-        self, rpc: str, raw: bytes, grant: Grant, context: grpc.aio.ServicerContext
+        self, rpc: str, raw: bytes, request: Any, grant: Grant, context: grpc.aio.ServicerContext
     ) -> bytes:
-        request: Any = _REQUESTS[rpc]()
-        try:
-            request.ParseFromString(raw)
-        except DecodeError:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {rpc} request") from None
         count = len(request.items)
         if count > self._max_batch:
             raise _Abort(
@@ -284,6 +306,12 @@ class Front:
             refused = _refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
         if rpc == "Reissue":
             refused |= await self._refuse_originals(responses, results)
+        if rpc in ("SignBatch", "SignStream", "Reissue"):
+            responses = await self._qr.add(responses, request.output)
+        if context.done() or (deadline is not None and loop.time() >= deadline):
+            # The caller has gone: nothing of this batch is handed out, so nothing is recorded
+            # (its signatures never leave the appliance).
+            raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller has gone")
         entries = _entries(results, refused, rpc, grant.identity, _operator(context))
         try:
             await self._ledger.record(entries)
@@ -419,7 +447,15 @@ def _refuse_repeated_uvcis(
     return {(chunk, item) for chunk, items in repeated.items() for item, *_ in items}
 
 
+def _parse(rpc: str, raw: bytes) -> Any:
+    try:
+        return checks.parse(rpc, raw)
+    except checks.MalformedRequestError as e:
+        metrics.REFUSALS.labels("malformed").inc()
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+
+
 async def _end(context: grpc.aio.ServicerContext, error: _Abort) -> None:
     if error.code is grpc.StatusCode.INTERNAL:
-        log.error("RPC ended with INTERNAL")
+        limited_log.error("internal", "RPC ended with INTERNAL")
     await context.abort(error.code, str(error), trailing_metadata=error.trailer)
