@@ -243,6 +243,8 @@ class Front:
         self, rpc: str, raw: bytes, request: Any, grant: Grant, context: grpc.aio.ServicerContext
     ) -> bytes:
         count = len(request.items)
+        if count == 0:
+            return b""  # no items, no results: the empty response (nothing to admit or sign)
         if count > self._max_batch:
             raise _Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
