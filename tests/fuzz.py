@@ -63,7 +63,7 @@ _REQUEST_TYPES: dict[str, Any] = {
 }
 
 
-def _b45(data: bytes) -> str:
+def b45_text(data: bytes) -> str:
     encoded = pypi_base45.b45encode(data)
     return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
 
@@ -83,10 +83,6 @@ class Corpus:
         from signer.api.v1 import signer_pb2_grpc as pb_grpc
 
         stub = pb_grpc.SignerStub(channel(address))
-        entries = stub.GetTrustList(pb.GetTrustListRequest(), timeout=30).entries
-        kid = next(
-            e.kid for e in entries if e.state == pb.KEY_STATE_ACTIVE and e.alg == pb.ALGORITHM_ES256
-        )
         payloads = [_payload_variant(i) for i in range(8)]
         signed = stub.SignBatch(
             pb.SignBatchRequest(
@@ -96,22 +92,36 @@ class Corpus:
         )
         hc1s = [r.signed.hc1 for r in signed.results if r.HasField("signed")]
         assert hc1s, f"the appliance signed none of the corpus payloads: {signed}"
-        protected = cbor2.dumps({1: -7, 4: kid})
-        claims = list(_hostile_claims())
-        digests = [
-            hashlib.sha256(cbor2.dumps(["Signature1", protected, b"", c])).digest() for c in claims
-        ]
-        answer = stub.SignHash(
-            pb.SignHashRequest(
-                kid=kid, items=[pb.HashItem(id=str(i), digest=d) for i, d in enumerate(digests)]
-            ),
-            timeout=60,
-        )
-        hostile = []
-        for claim, result in zip(claims, answer.results, strict=True):
-            cose = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, claim, result.signature]))
-            hostile.append("HC1:" + _b45(zlib.compress(cose, 9)))
+        kid, hostile = signed_by_appliance(address, list(hostile_claims()))
         return cls(payloads, hc1s, hostile, kid)
+
+
+def signed_by_appliance(address: str, claims: list[bytes]) -> tuple[bytes, list[str]]:
+    """HC1 strings around ``claims`` (CWT payload bytes, however hostile) with a valid ES256
+    signature of the appliance's active key, made through SignHash (hash-only signing must be
+    on): a verifier gets past the signature check and must parse them. Returns (kid, strings)."""
+    from signer.api.v1 import signer_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.SignerStub(channel(address))
+    entries = stub.GetTrustList(pb.GetTrustListRequest(), timeout=30).entries
+    kid = next(
+        e.kid for e in entries if e.state == pb.KEY_STATE_ACTIVE and e.alg == pb.ALGORITHM_ES256
+    )
+    protected = cbor2.dumps({1: -7, 4: kid})
+    digests = [
+        hashlib.sha256(cbor2.dumps(["Signature1", protected, b"", c])).digest() for c in claims
+    ]
+    answer = stub.SignHash(
+        pb.SignHashRequest(
+            kid=kid, items=[pb.HashItem(id=str(i), digest=d) for i, d in enumerate(digests)]
+        ),
+        timeout=60,
+    )
+    texts = []
+    for claim, result in zip(claims, answer.results, strict=True):
+        cose = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, claim, result.signature]))
+        texts.append("HC1:" + b45_text(zlib.compress(cose, 9)))
+    return kid, texts
 
 
 def _payload_variant(index: int) -> str:
@@ -120,7 +130,7 @@ def _payload_variant(index: int) -> str:
     return json.dumps(payload, ensure_ascii=False)
 
 
-def _hostile_claims() -> Iterator[bytes]:
+def hostile_claims() -> Iterator[bytes]:
     """CWT payloads a verifier must refuse per item: non-text keys, integers past 64 bits,
     times past int64, floats that are no time, tags, wrong types, deep nesting, odd CBOR."""
     good = json.loads(json.dumps(TEST_PAYLOAD))
@@ -331,15 +341,15 @@ class Generator:
                 )
             return "".join(text)  # fmt: skip
         if choice < 0.7:
-            return "HC1:" + _b45(r.randbytes(r.randint(0, 300)))
+            return "HC1:" + b45_text(r.randbytes(r.randint(0, 300)))
         if choice < 0.8:
-            return "HC1:" + _b45(zlib.compress(r.randbytes(r.randint(0, 300))))
+            return "HC1:" + b45_text(zlib.compress(r.randbytes(r.randint(0, 300))))
         if choice < 0.85:
             parts = CoseParts.of(r.choice(corpus.hc1s))
             return parts.with_payload_byte(r.randrange(len(parts.payload)), r.randrange(256)).hc1()
         if choice < 0.9:
             bomb = zlib.compress(b"\0" * r.choice((70_000, 1 << 20, 8 << 20)), 9)
-            return "HC1:" + _b45(bomb)
+            return "HC1:" + b45_text(bomb)
         return r.choice(
             ("", "HC1:", "HC2:ABC", "hc1:" + corpus.hc1s[0][4:], "HC1:" + "Z" * 9000,
              "HC1:\u0100\u0100", "HC1:GGW", "HC1:::::", corpus.hc1s[0] + "\r\n",
@@ -450,10 +460,14 @@ def run_campaign(
     started = time.monotonic()
     deadline = started + max_seconds
 
-    def one(_: int) -> None:
+    taken = 0
+
+    def one() -> bool:
+        nonlocal taken
         with lock:
-            if time.monotonic() > deadline:
-                return
+            if taken >= requests or time.monotonic() > deadline:
+                return False
+            taken += 1
             rpc, messages = generator.next()
         problem = None
         try:
@@ -477,10 +491,15 @@ def run_campaign(
                 report.mismatches.append(problem)
             if progress is not None and report.requests % 10_000 == 0:
                 progress(f"{report.requests} requests, {time.monotonic() - started:.0f} s")
+        return True
+
+    def loop() -> None:
+        while one():
+            pass
 
     with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(one, range(requests)):
-            pass
+        for future in [pool.submit(loop) for _ in range(threads)]:
+            future.result()
     report.seconds = time.monotonic() - started
     report.front_alive = front_alive()
     if report.front_alive:
