@@ -44,8 +44,8 @@ def test_a_traceback_is_written_only_with_the_line_that_is_written(
     with caplog.at_level(logging.ERROR, logger="test.logs.tb"):
         for _ in range(100):
             try:
-                {}["missing"]
-            except KeyError as e:
+                int("not a number")
+            except ValueError as e:
                 limited.error(error_kind("SignBatch", e), "unexpected", exc_info=True)
     assert len(caplog.records) == 1
     assert caplog.records[0].exc_info is not None
