@@ -36,6 +36,15 @@ REFUSALS = Counter(
     "Calls refused by the front, by reason (permission, quota reasons, draining, no_worker).",
     ["reason"],
 )
+CHUNKS_DROPPED = Counter(
+    "hcert_chunks_dropped_total",
+    "Chunks never sent to a worker because their caller had gone (cancelled, deadline passed).",
+)
+DISCARDED = Counter(
+    "hcert_discarded_signatures_total",
+    "Items signed for a caller that had gone by the time they were done: never handed out, "
+    "never recorded in the ledger.",
+)
 WORKER_RESTARTS = Counter("hcert_worker_restarts_total", "Signing worker processes restarted.")
 LEDGER_RECORDS = Counter("hcert_ledger_records_total", "Issuance records committed to the ledger.")
 LEDGER_FAILURES = Counter(

@@ -40,6 +40,10 @@ limited_log = RateLimitedLog(log)
 SERVICE = "hcert.signer.v1.Signer"
 INTERNAL_MESSAGE = "internal error; the appliance logged the details"
 MIN_CHUNK, MAX_CHUNK = 4, 128
+#: A batch whose chunks come back with less than this left before the caller's deadline is not
+#: recorded nor answered (DEADLINE_EXCEEDED): the ledger commit and the answer would most likely
+#: arrive after the caller gave up, leaving a record of certificates nobody received.
+GONE_MARGIN = 0.1
 OPERATOR_HEADER, MAX_OPERATOR = "x-operator-id", 128
 
 #: Item errors the front itself gives (beside those of the workers' validation and service).
@@ -126,6 +130,8 @@ class Front:
             started = time.perf_counter()
             try:
                 grant = self._admit_call(rpc, context)
+                if rpc != "GetTrustList":
+                    self._refuse_when_full(grant)
                 request = _parse(rpc, raw)
                 if rpc == "GetTrustList":
                     return self._trust_list()
@@ -228,6 +234,15 @@ class Front:
             raise _Abort(grpc.StatusCode.UNAVAILABLE, "the appliance is shutting down")
         return grant
 
+    def _refuse_when_full(self, grant: Grant) -> None:
+        """RESOURCE_EXHAUSTED before parsing when no batch of this client could be admitted."""
+        refusal = self._admission.full(grant)
+        if refusal is not None:
+            metrics.REFUSALS.labels(refusal.reason).inc()
+            raise _Abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, retry_info_trailer(refusal)
+            )
+
     def _identity(self, context: grpc.aio.ServicerContext) -> str:
         if not self._tls:
             return LOCAL_IDENTITY  # plaintext is allowed only on loopback (check_listen_security)
@@ -293,6 +308,7 @@ class Front:
         ]
         for chunk in chunks:
             self._pool.submit(chunk)
+        results: list[ChunkResult] | None = None
         try:
             results = await asyncio.gather(*(c.future for c in chunks))
         except ChunkError as e:
@@ -301,6 +317,8 @@ class Front:
             raise _Abort(_CODES.get(e.kind, grpc.StatusCode.UNAVAILABLE), str(e)) from None
         finally:
             for chunk in chunks:
+                if results is None:
+                    _discard(chunk)
                 chunk.future.cancel()  # a chunk still queued is never sent
         responses = [result.response for result in results]
         refused: set[tuple[int, int]] = set()
@@ -310,9 +328,10 @@ class Front:
             refused |= await self._refuse_originals(responses, results)
         if rpc in ("SignBatch", "SignStream", "Reissue"):
             responses = await self._qr.add(responses, request.output)
-        if context.done() or (deadline is not None and loop.time() >= deadline):
+        if context.done() or (deadline is not None and loop.time() >= deadline - GONE_MARGIN):
             # The caller has gone: nothing of this batch is handed out, so nothing is recorded
             # (its signatures never leave the appliance).
+            metrics.DISCARDED.inc(sum(len(r.issued) for r in results))
             raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller has gone")
         entries = _entries(results, refused, rpc, grant.identity, _operator(context))
         try:
@@ -351,6 +370,13 @@ class Front:
                 responses[chunk] = _rejected(responses[chunk], errors)
                 refused.update((chunk, index) for index in errors)
         return refused
+
+
+def _discard(chunk: Chunk) -> None:
+    """Count the signatures of a chunk that finished for a batch that will not be answered."""
+    future = chunk.future
+    if future.done() and not future.cancelled() and future.exception() is None:
+        metrics.DISCARDED.inc(len(future.result().issued))
 
 
 def _signs(rpc: str, request: Any) -> bool:

@@ -170,6 +170,8 @@ class WorkerPool:
             chunk = worker.in_flight.pop(chunk_id, None)
             if chunk is not None and not chunk.future.done():
                 chunk.future.set_result(ChunkResult(response, uvcis, issued))
+            elif issued:
+                metrics.DISCARDED.inc(len(issued))  # its caller left while it was being signed
             self._pump()
         elif kind == "error":
             _, chunk_id, error_kind, text = message
@@ -239,8 +241,10 @@ class WorkerPool:
             if chunk is None:
                 return
             if chunk.future.done():
+                metrics.CHUNKS_DROPPED.inc()
                 continue  # the caller went away: nothing is signed for it
             if chunk.deadline is not None and now >= chunk.deadline:
+                metrics.CHUNKS_DROPPED.inc()
                 chunk.future.set_exception(ChunkError("gone", "deadline passed before signing"))
                 continue
             chunk_id = next(self._ids)
