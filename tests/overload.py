@@ -31,7 +31,7 @@ import psutil
 
 from signer.api.v1 import signer_pb2 as pb
 from signer.bench.payloads import vaccination_payloads
-from tests.integration.helpers import sample, scrape
+from tests.integration.helpers import scrape
 
 #: Quotas wide enough that admitted work queues past the callers' deadlines: ~40 batches of
 #: 1000 wait for 2 workers signing ~10–16 k items/s, so later ones see their deadline pass while

@@ -26,7 +26,12 @@ from signer.front import checks
 from signer.front.policy import Grant, Policy
 from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
 from signer.front.qr import QrRenderer
-from signer.front.quotas import Admission, Refusal, retry_info_trailer
+from signer.front.quotas import (
+    IN_FLIGHT_RETRY_SECONDS,
+    Admission,
+    Refusal,
+    retry_info_trailer,
+)
 from signer.front.tls import LOCAL_IDENTITY, client_identity
 from signer.ledger.records import pack_header
 from signer.ledger.store import LedgerError
@@ -44,6 +49,11 @@ MIN_CHUNK, MAX_CHUNK = 4, 128
 #: recorded nor answered (DEADLINE_EXCEEDED): the ledger commit and the answer would most likely
 #: arrive after the caller gave up, leaving a record of certificates nobody received.
 GONE_MARGIN = 0.1
+#: The share of a caller's remaining time the work queued ahead of its batch, and the batch, may
+#: be expected to take. Not all of it: the estimate is a moving average, and other clients'
+#: chunks that arrive later are served in turn with this one (FairQueue), so a batch admitted
+#: to finish just before its deadline would often miss it and be signed for nobody.
+DEADLINE_SHARE = 0.5
 OPERATOR_HEADER, MAX_OPERATOR = "x-operator-id", 128
 
 #: Item errors the front itself gives (beside those of the workers' validation and service).
@@ -131,7 +141,7 @@ class Front:
             try:
                 grant = self._admit_call(rpc, context)
                 if rpc != "GetTrustList":
-                    self._refuse_when_full(grant)
+                    self._refuse_when_full(grant, context)
                 request = _parse(rpc, raw)
                 if rpc == "GetTrustList":
                     return self._trust_list()
@@ -234,14 +244,30 @@ class Front:
             raise _Abort(grpc.StatusCode.UNAVAILABLE, "the appliance is shutting down")
         return grant
 
-    def _refuse_when_full(self, grant: Grant) -> None:
-        """RESOURCE_EXHAUSTED before parsing when no batch of this client could be admitted."""
-        refusal = self._admission.full(grant)
+    def _refuse_when_full(self, grant: Grant, context: grpc.aio.ServicerContext) -> None:
+        """RESOURCE_EXHAUSTED before parsing when no batch of this client could be admitted:
+        no room in flight, or the work queued already takes longer than the caller will wait."""
+        refusal = self._admission.full(grant) or self._too_late(0, context)
         if refusal is not None:
             metrics.REFUSALS.labels(refusal.reason).inc()
             raise _Abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, retry_info_trailer(refusal)
             )
+
+    def _too_late(self, items: int, context: grpc.aio.ServicerContext) -> Refusal | None:
+        """Refuse at once what would come back after the caller's deadline: signed for nobody,
+        it would only delay the batches behind it past theirs (issue 9 §7)."""
+        remaining = context.time_remaining()
+        expected = self._pool.expected_seconds(items)
+        if remaining is None or expected is None or expected <= remaining * DEADLINE_SHARE:
+            return None
+        return Refusal(
+            "deadline",
+            max(IN_FLIGHT_RETRY_SECONDS, expected - remaining),
+            f"the appliance would answer this batch in about {expected:.1f} s (the work queued "
+            f"ahead of it), after its deadline in {max(0.0, remaining):.1f} s: retry later, or "
+            "with a longer deadline",
+        )
 
     def _identity(self, context: grpc.aio.ServicerContext) -> str:
         if not self._tls:
@@ -277,7 +303,9 @@ class Front:
                 f"the issuance ledger cannot be written, so nothing is signed; retry "
                 f"({self._ledger.problem})",
             )
-        admitted = self._admission.admit(grant, count, time.time())
+        admitted = self._too_late(count, context) or self._admission.admit(
+            grant, count, time.time()
+        )
         if isinstance(admitted, Refusal):
             metrics.REFUSALS.labels(admitted.reason).inc()
             raise _Abort(
@@ -301,10 +329,11 @@ class Front:
         loop = asyncio.get_running_loop()
         remaining = context.time_remaining()
         deadline = loop.time() + remaining if remaining is not None else None
-        bodies = _split(request, raw, self._pool.size)
+        parts = _split(request, raw, self._pool.size)
+        bodies = [body for body, _ in parts]
         chunks = [
-            Chunk(rpc, body, grant.types, grant.identity, deadline, loop.create_future())
-            for body in bodies
+            Chunk(rpc, body, grant.types, grant.identity, deadline, loop.create_future(), items=n)
+            for body, n in parts
         ]
         for chunk in chunks:
             self._pool.submit(chunk)
@@ -429,13 +458,14 @@ def _entries(
     ]
 
 
-def _split(request: Any, raw: bytes, sessions: int) -> list[bytes]:
-    """The request as chunk bodies: the raw bytes when one chunk will do, else one message per
-    slice of items with the request's other fields (alg, output, at, kid) copied."""
+def _split(request: Any, raw: bytes, sessions: int) -> list[tuple[bytes, int]]:
+    """The request as chunk bodies and their item counts: the raw bytes when one chunk will do,
+    else one message per slice of items with the request's other fields (alg, output, at, kid)
+    copied."""
     count = len(request.items)
     size = min(MAX_CHUNK, max(MIN_CHUNK, -(-count // max(1, sessions))))
     if count <= size:
-        return [raw]
+        return [(raw, count)]
     rest = type(request)()
     rest.CopyFrom(request)
     del rest.items[:]
@@ -444,7 +474,7 @@ def _split(request: Any, raw: bytes, sessions: int) -> list[bytes]:
     for start in range(0, count, size):
         part = type(request)()
         part.items.extend(request.items[start : start + size])
-        bodies.append(part.SerializeToString() + tail)
+        bodies.append((part.SerializeToString() + tail, len(part.items)))
     return bodies
 
 

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 WINDOW = 2  # chunks in flight per worker
 MAX_BACKOFF_SECONDS = 30.0
 STABLE_SECONDS = 60.0  # a worker that ran this long resets its backoff
+RATE_WEIGHT = 0.1  # of the newest chunk in the moving average of seconds per item
 
 
 class ChunkError(Exception):
@@ -63,6 +64,8 @@ class Chunk:
     deadline: float | None  # loop time
     future: asyncio.Future[ChunkResult]
     retried: bool = False
+    items: int = 0  # for the backlog estimate (0: a ledger chunk)
+    sent: float = 0.0  # loop time it was written to a worker
 
 
 @dataclass(eq=False)
@@ -74,6 +77,7 @@ class _Worker:
     in_flight: dict[int, Chunk] = field(default_factory=dict)
     status: bool | None = None  # None until its first report (logged in and keys read)
     failure: str = ""
+    last_done: float = 0.0  # loop time its last chunk came back: it signs one chunk at a time
 
 
 class WorkerPool:
@@ -88,6 +92,8 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self.trust_list: bytes | None = None
         self.size = config.hsm.session_count()
+        self._backlog = 0  # items of chunks queued or at a worker
+        self._seconds_per_item: float | None = None  # one worker's, a moving average
 
     # -- what the front asks ---------------------------------------------------------------------
 
@@ -111,8 +117,25 @@ class WorkerPool:
         )
 
     def submit(self, chunk: Chunk) -> None:
+        self._backlog += chunk.items
+        chunk.future.add_done_callback(lambda _: self._left(chunk))
         self._queue.put(chunk.client, chunk)
         self._pump()
+
+    def expected_seconds(self, items: int) -> float | None:
+        """How long a batch of ``items`` submitted now would take to come back: the backlog
+        ahead of it and itself, over the workers that sign, at the rate measured lately; None
+        before anything was measured. An estimate for admission (issue 9 §7): work that would
+        come back after its caller's deadline is refused at once instead of signed for nobody."""
+        ready = sum(1 for w in self._workers.values() if w.status is not None)
+        if self._seconds_per_item is None or not ready:
+            return None
+        return (self._backlog + items) * self._seconds_per_item / ready
+
+    def _left(self, chunk: Chunk) -> None:
+        """The chunk's caller has its answer (or has gone): it leaves the backlog."""
+        self._backlog -= chunk.items
+        chunk.items = 0
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -168,6 +191,7 @@ class WorkerPool:
         if kind == "done":
             _, chunk_id, response, uvcis, issued = message
             chunk = worker.in_flight.pop(chunk_id, None)
+            self._measure(worker, chunk)
             if chunk is not None and not chunk.future.done():
                 chunk.future.set_result(ChunkResult(response, uvcis, issued))
             elif issued:
@@ -176,6 +200,7 @@ class WorkerPool:
         elif kind == "error":
             _, chunk_id, error_kind, text = message
             chunk = worker.in_flight.pop(chunk_id, None)
+            self._measure(worker, chunk)
             if chunk is not None and not chunk.future.done():
                 chunk.future.set_exception(ChunkError(error_kind, text))
             self._pump()
@@ -189,6 +214,18 @@ class WorkerPool:
             worker.failure = str(message[1])
             log.error("worker %d could not start: %s", worker.index, worker.failure)
             self._on_change()
+
+    def _measure(self, worker: _Worker, chunk: Chunk | None) -> None:
+        """A worker signs its chunks one after the other: a chunk's own time is from when it was
+        sent or the previous one came back, whichever is later."""
+        now = asyncio.get_running_loop().time()
+        if chunk is not None and chunk.items:
+            per_item = (now - max(chunk.sent, worker.last_done)) / chunk.items
+            previous = self._seconds_per_item
+            self._seconds_per_item = (
+                per_item if previous is None else previous + RATE_WEIGHT * (per_item - previous)
+            )
+        worker.last_done = now
 
     async def _lost(self, worker: _Worker) -> None:
         """The worker's socket closed: it exited or was killed. Its chunks are retried once
@@ -248,5 +285,6 @@ class WorkerPool:
                 chunk.future.set_exception(ChunkError("gone", "deadline passed before signing"))
                 continue
             chunk_id = next(self._ids)
+            chunk.sent = now
             worker.in_flight[chunk_id] = chunk
             worker.writer.write(wire.encode((chunk_id, chunk.kind, chunk.body, chunk.types)))
