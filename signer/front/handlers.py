@@ -147,6 +147,8 @@ class Front:
                     return self._trust_list()
                 return await self._batch(rpc, raw, request, grant, context)
             except _Abort as e:
+                if e.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    metrics.REFUSAL_SECONDS.observe(time.perf_counter() - started)
                 await _end(context, e)
                 raise AssertionError("unreachable") from None  # context.abort raised
             except (grpc.aio.AbortError, asyncio.CancelledError):

@@ -38,6 +38,9 @@ WINDOW = 2  # chunks in flight per worker
 MAX_BACKOFF_SECONDS = 30.0
 STABLE_SECONDS = 60.0  # a worker that ran this long resets its backoff
 RATE_WEIGHT = 0.1  # of the newest chunk in the moving average of seconds per item
+#: ~10× an ECDSA signature with validation on SoftHSM (docs/performance.md): replaced by the
+#: first chunk measured.
+INITIAL_SECONDS_PER_ITEM = 0.001
 
 
 class ChunkError(Exception):
@@ -93,7 +96,10 @@ class WorkerPool:
         self.trust_list: bytes | None = None
         self.size = config.hsm.session_count()
         self._backlog = 0  # items of chunks queued or at a worker
-        self._seconds_per_item: float | None = None  # one worker's, a moving average
+        # one worker's, a moving average; until the first chunk is measured a cautious guess,
+        # so that a flood arriving at a cold appliance does not queue past its deadlines
+        self._seconds_per_item = INITIAL_SECONDS_PER_ITEM
+        self._measured = False
 
     # -- what the front asks ---------------------------------------------------------------------
 
@@ -125,10 +131,10 @@ class WorkerPool:
     def expected_seconds(self, items: int) -> float | None:
         """How long a batch of ``items`` submitted now would take to come back: the backlog
         ahead of it and itself, over the workers that sign, at the rate measured lately; None
-        before anything was measured. An estimate for admission (issue 9 §7): work that would
+        when no worker is ready. An estimate for admission (issue 9 §7): work that would
         come back after its caller's deadline is refused at once instead of signed for nobody."""
         ready = sum(1 for w in self._workers.values() if w.status is not None)
-        if self._seconds_per_item is None or not ready:
+        if not ready:
             return None
         return (self._backlog + items) * self._seconds_per_item / ready
 
@@ -223,8 +229,9 @@ class WorkerPool:
             per_item = (now - max(chunk.sent, worker.last_done)) / chunk.items
             previous = self._seconds_per_item
             self._seconds_per_item = (
-                per_item if previous is None else previous + RATE_WEIGHT * (per_item - previous)
+                previous + RATE_WEIGHT * (per_item - previous) if self._measured else per_item
             )
+            self._measured = True
         worker.last_done = now
 
     async def _lost(self, worker: _Worker) -> None:
