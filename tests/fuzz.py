@@ -240,7 +240,7 @@ class Generator:
     def _id(self) -> str:
         r = self._random
         if r.random() < 0.01:
-            return "x" * r.choice((512, 513, 4000))
+            return "x" * r.choice((512, 4000, 100_000))
         return r.choice(
             (
                 "",

@@ -106,15 +106,6 @@ def test_a_malformed_message_is_invalid_argument_on_every_rpc(
 # -- huge strings ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rpc", BATCHES)
-def test_an_id_over_the_limit_is_invalid_argument(
-    hostile: tuple[Appliance, Path], rpc: str
-) -> None:
-    code, details, _ = call(hostile[0].address, rpc, batch(rpc, [("ok", "x"), ("x" * 513, "x")]))
-    assert code is grpc.StatusCode.INVALID_ARGUMENT
-    assert "items[1].id has 513 characters, more than 512" in details
-
-
 @pytest.mark.parametrize(
     ("rpc", "code"),
     [
