@@ -17,12 +17,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message as ProtoMessage
 
 from signer import metrics
-from signer.api.v1 import signer_pb2 as pb
 from signer.config import Config
 from signer.front import checks
+from signer.front.chunks import ledger_entries, refuse_repeated_uvcis, rejected, split
 from signer.front.policy import Grant, Policy
 from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
 from signer.front.qr import QrRenderer
@@ -33,7 +32,6 @@ from signer.front.quotas import (
     retry_info_trailer,
 )
 from signer.front.tls import LOCAL_IDENTITY, client_identity
-from signer.ledger.records import pack_header
 from signer.ledger.store import LedgerError
 from signer.ledger.writer import LedgerWriter
 from signer.logs import RateLimitedLog, error_kind
@@ -44,7 +42,6 @@ limited_log = RateLimitedLog(log)
 
 SERVICE = "hcert.signer.v1.Signer"
 INTERNAL_MESSAGE = "internal error; the appliance logged the details"
-MIN_CHUNK, MAX_CHUNK = 4, 128
 #: A batch whose chunks come back with less than this left before the caller's deadline is not
 #: recorded nor answered (DEADLINE_EXCEEDED): the ledger commit and the answer would most likely
 #: arrive after the caller gave up, leaving a record of certificates nobody received.
@@ -76,13 +73,6 @@ REVOKED = (
     "certificate is never re-issued",
 )
 
-_REQUESTS: dict[str, type[ProtoMessage]] = {
-    "SignBatch": pb.SignBatchRequest,
-    "SignStream": pb.SignBatchRequest,
-    "Reissue": pb.ReissueRequest,
-    "Verify": pb.VerifyRequest,
-    "SignHash": pb.SignHashRequest,
-}
 _CODES = {
     "request": grpc.StatusCode.INVALID_ARGUMENT,
     "key_state": grpc.StatusCode.FAILED_PRECONDITION,
@@ -331,7 +321,7 @@ class Front:
         loop = asyncio.get_running_loop()
         remaining = context.time_remaining()
         deadline = loop.time() + remaining if remaining is not None else None
-        parts = _split(request, raw, self._pool.size)
+        parts = split(request, raw, self._pool.size)
         bodies = [body for body, _ in parts]
         chunks = [
             Chunk(rpc, body, grant.types, grant.identity, deadline, loop.create_future(), items=n)
@@ -354,7 +344,7 @@ class Front:
         responses = [result.response for result in results]
         refused: set[tuple[int, int]] = set()
         if rpc in ("SignBatch", "SignStream", "Reissue") and len(results) > 1:
-            refused = _refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
+            refused = refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
         if rpc == "Reissue":
             refused |= await self._refuse_originals(responses, results)
         if rpc in ("SignBatch", "SignStream", "Reissue"):
@@ -364,7 +354,7 @@ class Front:
             # (its signatures never leave the appliance).
             metrics.DISCARDED.inc(sum(len(r.issued) for r in results))
             raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller has gone")
-        entries = _entries(results, refused, rpc, grant.identity, _operator(context))
+        entries = ledger_entries(results, refused, rpc, grant.identity, _operator(context))
         try:
             await self._ledger.record(entries)
         except LedgerError as e:
@@ -398,7 +388,7 @@ class Front:
                 if old not in known or old in revoked
             }
             if errors:
-                responses[chunk] = _rejected(responses[chunk], errors)
+                responses[chunk] = rejected(responses[chunk], errors)
                 refused.update((chunk, index) for index in errors)
         return refused
 
@@ -417,16 +407,6 @@ def _signs(rpc: str, request: Any) -> bool:
     return rpc != "Verify"
 
 
-def _rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:
-    """The chunk response with the items at these indexes turned from signed to rejected."""
-    response = pb.SignBatchResponse.FromString(response_bytes)
-    for index, (code, path, message) in errors.items():
-        result = response.results[index]
-        result.ClearField("signed")
-        result.rejected.errors.add(code=code, path=path, message=message)
-    return response.SerializeToString()
-
-
 def _operator(context: grpc.aio.ServicerContext) -> str | None:
     """The optional ``x-operator-id`` call metadata: who at the client asked for this batch."""
     for key, value in context.invocation_metadata() or ():
@@ -440,71 +420,6 @@ def _operator(context: grpc.aio.ServicerContext) -> str | None:
                 )
             return text
     return None
-
-
-def _entries(
-    results: list[ChunkResult],
-    refused: set[tuple[int, int]],
-    rpc: str,
-    client: str,
-    operator: str | None,
-) -> list[tuple[bytes, bytes]]:
-    """(SIGNATURE hash, record body) of every item signed and returned as signed, in request
-    order: the batch's header bytes once, then each item's part as its worker packed it."""
-    header = pack_header(time.time_ns() // 1000, client, operator, rpc)
-    return [
-        (signature, header + item)
-        for chunk, result in enumerate(results)
-        for index, item, signature, _ in result.issued
-        if (chunk, index) not in refused
-    ]
-
-
-def _split(request: Any, raw: bytes, sessions: int) -> list[tuple[bytes, int]]:
-    """The request as chunk bodies and their item counts: the raw bytes when one chunk will do,
-    else one message per slice of items with the request's other fields (alg, output, at, kid)
-    copied."""
-    count = len(request.items)
-    size = min(MAX_CHUNK, max(MIN_CHUNK, -(-count // max(1, sessions))))
-    if count <= size:
-        return [(raw, count)]
-    rest = type(request)()
-    rest.CopyFrom(request)
-    del rest.items[:]
-    tail = rest.SerializeToString()
-    bodies = []
-    for start in range(0, count, size):
-        part = type(request)()
-        part.items.extend(request.items[start : start + size])
-        bodies.append((part.SerializeToString() + tail, len(part.items)))
-    return bodies
-
-
-def _refuse_repeated_uvcis(
-    responses: list[bytes], uvcis: list[list[tuple[int, str, str]]], bodies: list[bytes], rpc: str
-) -> set[tuple[int, int]]:
-    """A UVCI signed in two chunks of one batch: the later item is refused as ``duplicate_uvci``
-    (its signature never leaves the appliance), exactly as when both sit in one chunk. Returns
-    the (chunk, item) of each refused item."""
-    first: dict[str, tuple[int, int]] = {}
-    repeated: dict[int, list[tuple[int, str, str, tuple[int, int]]]] = {}
-    for chunk, entries in enumerate(uvcis):
-        for item, path, uvci in entries:
-            earlier = first.setdefault(uvci, (chunk, item))
-            if earlier != (chunk, item):
-                repeated.setdefault(chunk, []).append((item, path, uvci, earlier))
-    for chunk, items in repeated.items():
-        errors = {}
-        for item, path, uvci, (earlier_chunk, earlier_item) in items:
-            request: Any = _REQUESTS[rpc].FromString(bodies[earlier_chunk])
-            earlier_id = request.items[earlier_item].id
-            message = (
-                f'ci "{uvci}" repeats the UVCI of item {earlier_id!r} in this batch; '
-                "each certificate needs its own UVCI"
-            )
-            errors[item] = ("duplicate_uvci", path, message)
-        responses[chunk] = _rejected(responses[chunk], errors)
-    return {(chunk, item) for chunk, items in repeated.items() for item, *_ in items}
 
 
 def _parse(rpc: str, raw: bytes) -> Any:
