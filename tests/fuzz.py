@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -555,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         finally:
             stop_appliance(process)
+            shutil.rmtree(directory, ignore_errors=True)
     print(f"python -m tests.fuzz --requests {args.requests} --seed {args.seed} "
           f"--threads {args.threads}  [{machine}]")  # fmt: skip
     print(report.text())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     finally:
         stop_appliance(process)
+        shutil.rmtree(directory, ignore_errors=True)
     print(" ".join(["python -m tests.overload", *sys.argv[1:]]))
     print(report.text())
     return 0
