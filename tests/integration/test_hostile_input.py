@@ -5,8 +5,8 @@ message naming the problem, or a per-item error; never UNKNOWN or INTERNAL, and 
 holds no traceback afterwards.
 
 The appliance has hash-only signing on, so SignHash is reached and CWTs with hostile claims can
-carry a valid signature of the appliance's own key (``tests.fuzz.signed_by_appliance``): Verify
-and Reissue must then parse them, past the signature check.
+carry a valid signature of the appliance's own key (``tests.fuzz_inputs.signed_by_appliance``):
+Verify and Reissue must then parse them, past the signature check.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import pytest
 
 from signer.api.v1 import signer_pb2 as pb
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance, wait_serving
-from tests.fuzz import FUZZ_CONFIG, b45_text, run_campaign, signed_by_appliance
+from tests.fuzz import FUZZ_CONFIG, run_campaign
+from tests.fuzz_inputs import b45_text, signed_by_appliance
 from tests.integration.helpers import TEST_PAYLOAD, channel, sign_one, to_json
 
 pytestmark = pytest.mark.timeout(600)
