@@ -77,15 +77,6 @@ class SignItem(NamedTuple):
     payload_json: str
 
 
-@dataclass(frozen=True, slots=True)
-class OutputOptions:
-    """Extra renderings of each signed certificate, asked for per request."""
-
-    qr_png: bool = False
-    qr_svg: bool = False
-    qr_scale: int = 4
-
-
 class Issuance(NamedTuple):
     """What the ledger records of a signed item beside its kid, alg, iat and exp: its type and
     the revocation hashes (``signer.hcert.revocation``); ``replaces`` is the SIGNATURE hash of
@@ -107,8 +98,6 @@ class Signed(NamedTuple):
     iat: int
     exp: int
     warnings: tuple[ItemError, ...] = ()
-    qr_png: bytes | None = None
-    qr_svg: str | None = None
     uvci: tuple[str, str] | None = None  # (JSON path of ci, UVCI): duplicates across chunks
     issuance: Issuance | None = None  # for the ledger
 

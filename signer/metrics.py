@@ -36,6 +36,20 @@ REFUSALS = Counter(
     "Calls refused by the front, by reason (permission, quota reasons, draining, no_worker).",
     ["reason"],
 )
+REFUSAL_SECONDS = Histogram(
+    "hcert_refusal_seconds",
+    "From a call's handler starting to its RESOURCE_EXHAUSTED (quotas, in flight, deadline).",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+CHUNKS_DROPPED = Counter(
+    "hcert_chunks_dropped_total",
+    "Chunks never sent to a worker because their caller had gone (cancelled, deadline passed).",
+)
+DISCARDED = Counter(
+    "hcert_discarded_signatures_total",
+    "Items signed for a caller that had gone by the time they were done: never handed out, "
+    "never recorded in the ledger.",
+)
 WORKER_RESTARTS = Counter("hcert_worker_restarts_total", "Signing worker processes restarted.")
 LEDGER_RECORDS = Counter("hcert_ledger_records_total", "Issuance records committed to the ledger.")
 LEDGER_FAILURES = Counter(

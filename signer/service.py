@@ -5,7 +5,10 @@ items become :class:`ItemError` values; only faults of the whole request (too ma
 signing disabled, an unknown kid) or of the HSM raise. Per batch:
 
     parse JSON → validate (all errors of an item) → flag duplicate UVCIs → pick the key per type
-    → CWT → sign in the HSM → COSE → zlib → base45 for the whole batch → QR when asked
+    → CWT → sign in the HSM → COSE → zlib → base45 for the whole batch
+
+QR codes are not made here: they cost ~400 signatures each and this is the HSM thread (the
+front renders them, ``signer.front.qr``).
 """
 
 from __future__ import annotations
@@ -33,20 +36,22 @@ from signer.domain import (
     Issuance,
     ItemError,
     ItemResult,
-    OutputOptions,
     Signed,
     SignItem,
 )
 from signer.errors import BackendError, KeyStateError, RequestError
 from signer.front.policy import type_not_allowed
-from signer.hcert import base45, qr
+from signer.hcert import base45
 from signer.hcert.encode import HC1_PREFIX, claims_head
 from signer.hcert.revocation import revocation_hashes, signature_hash
 from signer.hcert.validation import find_duplicate_uvcis, validate_payload
 from signer.hcert.verify import verify_hc1
 from signer.keys.registry import ActiveKey, KeyRegistry, NoKey
+from signer.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+#: Clients decide how often these happen: at most one line per code a minute (issue 9 §8).
+_plausibility_log = RateLimitedLog(log)
 
 ALL_TYPES = frozenset(CertType)
 
@@ -125,7 +130,6 @@ class SigningService:
         self,
         items: Sequence[SignItem],
         alg: Alg | None,
-        output: OutputOptions | None = None,
         types: frozenset[CertType] = ALL_TYPES,
     ) -> list[ItemResult]:
         """``types``: the certificate types the calling client may sign ([policy]); an item of
@@ -134,7 +138,7 @@ class SigningService:
         started, now = time.perf_counter(), self._clock()
         moment = dt.datetime.fromtimestamp(now, dt.UTC)
         prepared = [self.check_json(item, moment, types) for item in items]
-        results = self._sign_prepared(prepared, alg, int(now), output)
+        results = self._sign_prepared(prepared, alg, int(now))
         self._count(results, "signed", time.perf_counter() - started)
         return results
 
@@ -155,7 +159,6 @@ class SigningService:
         self,
         items: Sequence[HcertItem],
         alg: Alg | None,
-        output: OutputOptions | None = None,
         types: frozenset[CertType] = ALL_TYPES,
     ) -> list[ItemResult]:
         """Verify each HC1 against our own DSCs (any state, exp ignored), validate, sign anew."""
@@ -182,7 +185,7 @@ class SigningService:
                 alg = Alg.from_cose_id(verdict.decoded.alg_id)
                 ready = ready._replace(replaces=signature_hash(verdict.decoded.signature, alg))
             prepared.append(ready)
-        results = self._sign_prepared(prepared, alg, int(now), output)
+        results = self._sign_prepared(prepared, alg, int(now))
         self._count(results, "signed", time.perf_counter() - started)
         return results
 
@@ -263,7 +266,6 @@ class SigningService:
         prepared: list[ItemResult | Ready],
         alg: Alg | None,
         iat: int,
-        output: OutputOptions | None,
     ) -> list[ItemResult]:
         _refuse_duplicate_uvcis(prepared)
         keys: dict[CertType, _Choice | NoKey] = {}  # one choice per type: iat is per batch
@@ -282,7 +284,7 @@ class SigningService:
         finally:
             for kid, count in signatures.items():
                 metrics.SIGNATURES.labels(base64.b64encode(kid).decode()).inc(count)
-        return _finish(outcomes, output)
+        return _finish(outcomes)
 
     def _sign(
         self, ready: Ready, alg: Alg | None, iat: int, keys: dict[CertType, _Choice | NoKey]
@@ -318,7 +320,9 @@ class SigningService:
             for code, count in Tally(e.code for r in rejected for e in r.errors).items():
                 metrics.ITEM_ERRORS.labels(code).inc(count)
                 if code in _LOGGED_CODES:
-                    log.warning("%d item(s) refused by the plausibility policy: %s", count, code)
+                    _plausibility_log.warning(
+                        code, "%d item(s) refused by the plausibility policy: %s", count, code
+                    )
 
 
 def _refuse_duplicate_uvcis(prepared: list[ItemResult | Ready]) -> None:
@@ -337,9 +341,7 @@ def _refuse_duplicate_uvcis(prepared: list[ItemResult | Ready]) -> None:
         )
 
 
-def _finish(
-    outcomes: list[ItemResult | _Signing], output: OutputOptions | None
-) -> list[ItemResult]:
+def _finish(outcomes: list[ItemResult | _Signing]) -> list[ItemResult]:
     """Base45-encode every signed item of the batch at once; keep request order."""
     signing = [o for o in outcomes if isinstance(o, _Signing)]
     texts = iter(base45.encode_many([s.compressed for s in signing], HC1_PREFIX))
@@ -350,11 +352,6 @@ def _finish(
             continue
         hc1 = next(texts)
         dsc = outcome.key.entry.dsc
-        png = svg = None
-        if output is not None and output.qr_png:
-            png = qr.render_png(hc1, output.qr_scale)
-        if output is not None and output.qr_svg:
-            svg = qr.render_svg(hc1, output.qr_scale)
         signed = Signed(
             hc1,
             dsc.kid,
@@ -362,8 +359,6 @@ def _finish(
             outcome.iat,
             outcome.exp,
             outcome.warnings,
-            png,
-            svg,
             outcome.uvci,
             outcome.issuance,
         )

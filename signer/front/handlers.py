@@ -17,25 +17,40 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
-from google.protobuf.message import Message as ProtoMessage
 
 from signer import metrics
-from signer.api.v1 import signer_pb2 as pb
 from signer.config import Config
+from signer.front import checks
+from signer.front.chunks import ledger_entries, refuse_repeated_uvcis, rejected, split
 from signer.front.policy import Grant, Policy
 from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
-from signer.front.quotas import Admission, Refusal, retry_info_trailer
+from signer.front.qr import QrRenderer
+from signer.front.quotas import (
+    IN_FLIGHT_RETRY_SECONDS,
+    Admission,
+    Refusal,
+    retry_info_trailer,
+)
 from signer.front.tls import LOCAL_IDENTITY, client_identity
-from signer.ledger.records import pack_header
 from signer.ledger.store import LedgerError
 from signer.ledger.writer import LedgerWriter
+from signer.logs import RateLimitedLog, error_kind
 
 log = logging.getLogger(__name__)
+#: Whatever a request can trigger is logged at most once per kind a minute (issue 9 §8).
+limited_log = RateLimitedLog(log)
 
 SERVICE = "hcert.signer.v1.Signer"
 INTERNAL_MESSAGE = "internal error; the appliance logged the details"
-MIN_CHUNK, MAX_CHUNK = 4, 128
+#: A batch whose chunks come back with less than this left before the caller's deadline is not
+#: recorded nor answered (DEADLINE_EXCEEDED): the ledger commit and the answer would most likely
+#: arrive after the caller gave up, leaving a record of certificates nobody received.
+GONE_MARGIN = 0.1
+#: The share of a caller's remaining time the work queued ahead of its batch, and the batch, may
+#: be expected to take. Not all of it: the estimate is a moving average, and other clients'
+#: chunks that arrive later are served in turn with this one (FairQueue), so a batch admitted
+#: to finish just before its deadline would often miss it and be signed for nobody.
+DEADLINE_SHARE = 0.5
 OPERATOR_HEADER, MAX_OPERATOR = "x-operator-id", 128
 
 #: Item errors the front itself gives (beside those of the workers' validation and service).
@@ -58,13 +73,6 @@ REVOKED = (
     "certificate is never re-issued",
 )
 
-_REQUESTS: dict[str, type[ProtoMessage]] = {
-    "SignBatch": pb.SignBatchRequest,
-    "SignStream": pb.SignBatchRequest,
-    "Reissue": pb.ReissueRequest,
-    "Verify": pb.VerifyRequest,
-    "SignHash": pb.SignHashRequest,
-}
 _CODES = {
     "request": grpc.StatusCode.INVALID_ARGUMENT,
     "key_state": grpc.StatusCode.FAILED_PRECONDITION,
@@ -94,7 +102,11 @@ class Front:
         self._identity_mode = config.tls.identity
         self._max_batch = config.server.max_batch
         self._window = config.server.stream_window
+        self._qr = QrRenderer(max(1, pool.size // 2))
         self.draining = asyncio.Event()
+
+    def close(self) -> None:
+        self._qr.close()
 
     def handler(self) -> grpc.GenericRpcHandler:
         def raw(request: bytes) -> bytes:
@@ -118,16 +130,21 @@ class Front:
             started = time.perf_counter()
             try:
                 grant = self._admit_call(rpc, context)
+                if rpc != "GetTrustList":
+                    self._refuse_when_full(grant, context)
+                request = _parse(rpc, raw)
                 if rpc == "GetTrustList":
                     return self._trust_list()
-                return await self._batch(rpc, raw, grant, context)
+                return await self._batch(rpc, raw, request, grant, context)
             except _Abort as e:
+                if e.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    metrics.REFUSAL_SECONDS.observe(time.perf_counter() - started)
                 await _end(context, e)
                 raise AssertionError("unreachable") from None  # context.abort raised
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Exception:
-                log.exception("unexpected error in %s", rpc)
+            except Exception as e:
+                limited_log.error(error_kind(rpc, e), "unexpected error in %s", rpc, exc_info=True)
                 await _end(context, _Abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE))
                 raise AssertionError("unreachable") from None
             finally:
@@ -143,7 +160,7 @@ class Front:
         when one is done, so memory stays flat however long the stream. On drain the stream stops
         reading, answers what it took, and ends with UNAVAILABLE saying how far it got."""
         pending: list[asyncio.Future[bytes]] = []
-        answered = 0
+        answered = received = 0
         try:
             grant = self._admit_call("SignStream", context)
             iterator = aiter(requests)
@@ -159,8 +176,24 @@ class Front:
                         raw = following.result()
                     except StopAsyncIteration:
                         break
+                    received += 1
+                    try:
+                        request = _parse("SignStream", raw)
+                    except _Abort as e:
+                        # Batches before it are answered first, in order; then the status says
+                        # which message was bad.
+                        while pending:
+                            yield await pending.pop(0)
+                            answered += 1
+                        raise _Abort(
+                            e.code,
+                            f"message {received} of this stream: {e}; the {answered} batch(es) "
+                            "before it were answered",
+                        ) from None
                     pending.append(
-                        asyncio.ensure_future(self._batch("SignStream", raw, grant, context))
+                        asyncio.ensure_future(
+                            self._batch("SignStream", raw, request, grant, context)
+                        )
                     )
                     if len(pending) >= self._window:
                         yield await pending.pop(0)
@@ -180,8 +213,10 @@ class Front:
             await _end(context, e)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
-        except Exception:
-            log.exception("unexpected error in SignStream")
+        except Exception as e:
+            limited_log.error(
+                error_kind("SignStream", e), "unexpected error in SignStream", exc_info=True
+            )
             await _end(context, _Abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE))
         finally:
             for future in pending:
@@ -201,6 +236,31 @@ class Front:
             raise _Abort(grpc.StatusCode.UNAVAILABLE, "the appliance is shutting down")
         return grant
 
+    def _refuse_when_full(self, grant: Grant, context: grpc.aio.ServicerContext) -> None:
+        """RESOURCE_EXHAUSTED before parsing when no batch of this client could be admitted:
+        no room in flight, or the work queued already takes longer than the caller will wait."""
+        refusal = self._admission.full(grant) or self._too_late(0, context)
+        if refusal is not None:
+            metrics.REFUSALS.labels(refusal.reason).inc()
+            raise _Abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, retry_info_trailer(refusal)
+            )
+
+    def _too_late(self, items: int, context: grpc.aio.ServicerContext) -> Refusal | None:
+        """Refuse at once what would come back after the caller's deadline: signed for nobody,
+        it would only delay the batches behind it past theirs (issue 9 §7)."""
+        remaining = context.time_remaining()
+        expected = self._pool.expected_seconds(items)
+        if remaining is None or expected is None or expected <= remaining * DEADLINE_SHARE:
+            return None
+        return Refusal(
+            "deadline",
+            max(IN_FLIGHT_RETRY_SECONDS, expected - remaining),
+            f"the appliance would answer this batch in about {expected:.1f} s (the work queued "
+            f"ahead of it), after its deadline in {max(0.0, remaining):.1f} s: retry later, or "
+            "with a longer deadline",
+        )
+
     def _identity(self, context: grpc.aio.ServicerContext) -> str:
         if not self._tls:
             return LOCAL_IDENTITY  # plaintext is allowed only on loopback (check_listen_security)
@@ -213,14 +273,11 @@ class Front:
         return self._pool.trust_list
 
     async def _batch(
-        self, rpc: str, raw: bytes, grant: Grant, context: grpc.aio.ServicerContext
+        self, rpc: str, raw: bytes, request: Any, grant: Grant, context: grpc.aio.ServicerContext
     ) -> bytes:
-        request: Any = _REQUESTS[rpc]()
-        try:
-            request.ParseFromString(raw)
-        except DecodeError:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {rpc} request") from None
         count = len(request.items)
+        if count == 0:
+            return b""  # no items, no results: the empty response (nothing to admit or sign)
         if count > self._max_batch:
             raise _Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -238,7 +295,9 @@ class Front:
                 f"the issuance ledger cannot be written, so nothing is signed; retry "
                 f"({self._ledger.problem})",
             )
-        admitted = self._admission.admit(grant, count, time.time())
+        admitted = self._too_late(count, context) or self._admission.admit(
+            grant, count, time.time()
+        )
         if isinstance(admitted, Refusal):
             metrics.REFUSALS.labels(admitted.reason).inc()
             raise _Abort(
@@ -262,13 +321,15 @@ class Front:
         loop = asyncio.get_running_loop()
         remaining = context.time_remaining()
         deadline = loop.time() + remaining if remaining is not None else None
-        bodies = _split(request, raw, self._pool.size)
+        parts = split(request, raw, self._pool.size)
+        bodies = [body for body, _ in parts]
         chunks = [
-            Chunk(rpc, body, grant.types, grant.identity, deadline, loop.create_future())
-            for body in bodies
+            Chunk(rpc, body, grant.types, grant.identity, deadline, loop.create_future(), items=n)
+            for body, n in parts
         ]
         for chunk in chunks:
             self._pool.submit(chunk)
+        results: list[ChunkResult] | None = None
         try:
             results = await asyncio.gather(*(c.future for c in chunks))
         except ChunkError as e:
@@ -277,14 +338,23 @@ class Front:
             raise _Abort(_CODES.get(e.kind, grpc.StatusCode.UNAVAILABLE), str(e)) from None
         finally:
             for chunk in chunks:
+                if results is None:
+                    _discard(chunk)
                 chunk.future.cancel()  # a chunk still queued is never sent
         responses = [result.response for result in results]
         refused: set[tuple[int, int]] = set()
         if rpc in ("SignBatch", "SignStream", "Reissue") and len(results) > 1:
-            refused = _refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
+            refused = refuse_repeated_uvcis(responses, [r.uvcis for r in results], bodies, rpc)
         if rpc == "Reissue":
             refused |= await self._refuse_originals(responses, results)
-        entries = _entries(results, refused, rpc, grant.identity, _operator(context))
+        if rpc in ("SignBatch", "SignStream", "Reissue"):
+            responses = await self._qr.add(responses, request.output)
+        if context.done() or (deadline is not None and loop.time() >= deadline - GONE_MARGIN):
+            # The caller has gone: nothing of this batch is handed out, so nothing is recorded
+            # (its signatures never leave the appliance).
+            metrics.DISCARDED.inc(sum(len(r.issued) for r in results))
+            raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller has gone")
+        entries = ledger_entries(results, refused, rpc, grant.identity, _operator(context))
         try:
             await self._ledger.record(entries)
         except LedgerError as e:
@@ -318,9 +388,16 @@ class Front:
                 if old not in known or old in revoked
             }
             if errors:
-                responses[chunk] = _rejected(responses[chunk], errors)
+                responses[chunk] = rejected(responses[chunk], errors)
                 refused.update((chunk, index) for index in errors)
         return refused
+
+
+def _discard(chunk: Chunk) -> None:
+    """Count the signatures of a chunk that finished for a batch that will not be answered."""
+    future = chunk.future
+    if future.done() and not future.cancelled() and future.exception() is None:
+        metrics.DISCARDED.inc(len(future.result().issued))
 
 
 def _signs(rpc: str, request: Any) -> bool:
@@ -328,16 +405,6 @@ def _signs(rpc: str, request: Any) -> bool:
     if rpc in ("SignBatch", "SignStream"):
         return not request.validate_only
     return rpc != "Verify"
-
-
-def _rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:
-    """The chunk response with the items at these indexes turned from signed to rejected."""
-    response = pb.SignBatchResponse.FromString(response_bytes)
-    for index, (code, path, message) in errors.items():
-        result = response.results[index]
-        result.ClearField("signed")
-        result.rejected.errors.add(code=code, path=path, message=message)
-    return response.SerializeToString()
 
 
 def _operator(context: grpc.aio.ServicerContext) -> str | None:
@@ -355,71 +422,15 @@ def _operator(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-def _entries(
-    results: list[ChunkResult],
-    refused: set[tuple[int, int]],
-    rpc: str,
-    client: str,
-    operator: str | None,
-) -> list[tuple[bytes, bytes]]:
-    """(SIGNATURE hash, record body) of every item signed and returned as signed, in request
-    order: the batch's header bytes once, then each item's part as its worker packed it."""
-    header = pack_header(time.time_ns() // 1000, client, operator, rpc)
-    return [
-        (signature, header + item)
-        for chunk, result in enumerate(results)
-        for index, item, signature, _ in result.issued
-        if (chunk, index) not in refused
-    ]
-
-
-def _split(request: Any, raw: bytes, sessions: int) -> list[bytes]:
-    """The request as chunk bodies: the raw bytes when one chunk will do, else one message per
-    slice of items with the request's other fields (alg, output, at, kid) copied."""
-    count = len(request.items)
-    size = min(MAX_CHUNK, max(MIN_CHUNK, -(-count // max(1, sessions))))
-    if count <= size:
-        return [raw]
-    rest = type(request)()
-    rest.CopyFrom(request)
-    del rest.items[:]
-    tail = rest.SerializeToString()
-    bodies = []
-    for start in range(0, count, size):
-        part = type(request)()
-        part.items.extend(request.items[start : start + size])
-        bodies.append(part.SerializeToString() + tail)
-    return bodies
-
-
-def _refuse_repeated_uvcis(
-    responses: list[bytes], uvcis: list[list[tuple[int, str, str]]], bodies: list[bytes], rpc: str
-) -> set[tuple[int, int]]:
-    """A UVCI signed in two chunks of one batch: the later item is refused as ``duplicate_uvci``
-    (its signature never leaves the appliance), exactly as when both sit in one chunk. Returns
-    the (chunk, item) of each refused item."""
-    first: dict[str, tuple[int, int]] = {}
-    repeated: dict[int, list[tuple[int, str, str, tuple[int, int]]]] = {}
-    for chunk, entries in enumerate(uvcis):
-        for item, path, uvci in entries:
-            earlier = first.setdefault(uvci, (chunk, item))
-            if earlier != (chunk, item):
-                repeated.setdefault(chunk, []).append((item, path, uvci, earlier))
-    for chunk, items in repeated.items():
-        errors = {}
-        for item, path, uvci, (earlier_chunk, earlier_item) in items:
-            request: Any = _REQUESTS[rpc].FromString(bodies[earlier_chunk])
-            earlier_id = request.items[earlier_item].id
-            message = (
-                f'ci "{uvci}" repeats the UVCI of item {earlier_id!r} in this batch; '
-                "each certificate needs its own UVCI"
-            )
-            errors[item] = ("duplicate_uvci", path, message)
-        responses[chunk] = _rejected(responses[chunk], errors)
-    return {(chunk, item) for chunk, items in repeated.items() for item, *_ in items}
+def _parse(rpc: str, raw: bytes) -> Any:
+    try:
+        return checks.parse(rpc, raw)
+    except checks.MalformedRequestError as e:
+        metrics.REFUSALS.labels("malformed").inc()
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
 
 
 async def _end(context: grpc.aio.ServicerContext, error: _Abort) -> None:
     if error.code is grpc.StatusCode.INTERNAL:
-        log.error("RPC ended with INTERNAL")
+        limited_log.error("internal", "RPC ended with INTERNAL")
     await context.abort(error.code, str(error), trailing_metadata=error.trailer)

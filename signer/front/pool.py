@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 WINDOW = 2  # chunks in flight per worker
 MAX_BACKOFF_SECONDS = 30.0
 STABLE_SECONDS = 60.0  # a worker that ran this long resets its backoff
+RATE_WEIGHT = 0.1  # of the newest chunk in the moving average of seconds per item
+#: ~10× an ECDSA signature with validation on SoftHSM (docs/performance.md): replaced by the
+#: first chunk measured.
+INITIAL_SECONDS_PER_ITEM = 0.001
 
 
 class ChunkError(Exception):
@@ -70,6 +74,8 @@ class Chunk:
     deadline: float | None  # loop time
     future: asyncio.Future[ChunkResult]
     retried: bool = False
+    items: int = 0  # for the backlog estimate (0: a ledger chunk)
+    sent: float = 0.0  # loop time it was written to a worker
 
 
 @dataclass(eq=False)
@@ -83,6 +89,7 @@ class _Worker:
     failure: str = ""
     failure_code: str = ""
     hsm_lost: str = ""  # why it lost the HSM after logging in (it exits next)
+    last_done: float = 0.0  # loop time its last chunk came back: it signs one chunk at a time
 
 
 class WorkerPool:
@@ -105,6 +112,11 @@ class WorkerPool:
         self._relogin: set[int] = set()  # restarted after losing the HSM: a reconnect
         self._up = False
         self._down_since: float | None = None
+        self._backlog = 0  # items of chunks queued or at a worker
+        # one worker's, a moving average; until the first chunk is measured a cautious guess,
+        # so that a flood arriving at a cold appliance does not queue past its deadlines
+        self._seconds_per_item = INITIAL_SECONDS_PER_ITEM
+        self._measured = False
 
     # -- what the front asks ---------------------------------------------------------------------
 
@@ -129,8 +141,25 @@ class WorkerPool:
         )
 
     def submit(self, chunk: Chunk) -> None:
+        self._backlog += chunk.items
+        chunk.future.add_done_callback(lambda _: self._left(chunk))
         self._queue.put(chunk.client, chunk)
         self._pump()
+
+    def expected_seconds(self, items: int) -> float | None:
+        """How long a batch of ``items`` submitted now would take to come back: the backlog
+        ahead of it and itself, over the workers that sign, at the rate measured lately; None
+        when no worker is ready. An estimate for admission (issue 9 §7): work that would
+        come back after its caller's deadline is refused at once instead of signed for nobody."""
+        ready = sum(1 for w in self._workers.values() if w.status is not None)
+        if not ready:
+            return None
+        return (self._backlog + items) * self._seconds_per_item / ready
+
+    def _left(self, chunk: Chunk) -> None:
+        """The chunk's caller has its answer (or has gone): it leaves the backlog."""
+        self._backlog -= chunk.items
+        chunk.items = 0
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -188,12 +217,16 @@ class WorkerPool:
         if kind == "done":
             _, chunk_id, response, uvcis, issued = message
             chunk = worker.in_flight.pop(chunk_id, None)
+            self._measure(worker, chunk)
             if chunk is not None and not chunk.future.done():
                 chunk.future.set_result(ChunkResult(response, uvcis, issued))
+            elif issued:
+                metrics.DISCARDED.inc(len(issued))  # its caller left while it was being signed
             self._pump()
         elif kind == "error":
             _, chunk_id, error_kind, text = message
             chunk = worker.in_flight.pop(chunk_id, None)
+            self._measure(worker, chunk)
             if chunk is not None and not chunk.future.done():
                 chunk.future.set_exception(ChunkError(error_kind, text))
             self._pump()
@@ -218,6 +251,19 @@ class WorkerPool:
             log.warning("worker %d lost the HSM (%s): %s", worker.index, code, worker.hsm_lost)
             self._publish_up(f"{code}: {worker.hsm_lost}")
             self._on_change()
+
+    def _measure(self, worker: _Worker, chunk: Chunk | None) -> None:
+        """A worker signs its chunks one after the other: a chunk's own time is from when it was
+        sent or the previous one came back, whichever is later."""
+        now = asyncio.get_running_loop().time()
+        if chunk is not None and chunk.items:
+            per_item = (now - max(chunk.sent, worker.last_done)) / chunk.items
+            previous = self._seconds_per_item
+            self._seconds_per_item = (
+                previous + RATE_WEIGHT * (per_item - previous) if self._measured else per_item
+            )
+            self._measured = True
+        worker.last_done = now
 
     async def _lost(self, worker: _Worker) -> None:
         """The worker's socket closed: it exited or was killed. Its chunks are retried once
@@ -378,10 +424,13 @@ class WorkerPool:
             if chunk is None:
                 return
             if chunk.future.done():
+                metrics.CHUNKS_DROPPED.inc()
                 continue  # the caller went away: nothing is signed for it
             if chunk.deadline is not None and now >= chunk.deadline:
+                metrics.CHUNKS_DROPPED.inc()
                 chunk.future.set_exception(ChunkError("gone", "deadline passed before signing"))
                 continue
             chunk_id = next(self._ids)
+            chunk.sent = now
             worker.in_flight[chunk_id] = chunk
             worker.writer.write(wire.encode((chunk_id, chunk.kind, chunk.body, chunk.types)))

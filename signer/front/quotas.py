@@ -129,6 +129,17 @@ class Admission:
         state = self._clients.get(identity)
         return 0 if state is None else state.in_flight
 
+    def full(self, grant: Grant) -> Refusal | None:
+        """The in-flight refusal any batch of ``grant``'s client would get now, or None: asked
+        before the request is even parsed, so that in a flood a refusal costs next to nothing
+        (issue 9 §7: the event loop must keep answering within milliseconds)."""
+        state = self._clients.get(grant.identity)
+        if state is not None and state.in_flight >= grant.limits.max_in_flight_items:
+            return self._client_in_flight(state, grant)
+        if self._total_in_flight >= self.total_limit:
+            return _TOTAL_IN_FLIGHT
+        return None
+
     def admit(self, grant: Grant, items: int, now: float) -> Ticket | Refusal:
         """Admit ``items`` items of ``grant``'s client at time ``now``, or say why not.
 
@@ -178,23 +189,30 @@ class Admission:
                 f"retry in {wait:.3f} s",
             )
         if state.in_flight + items > limits.max_in_flight_items:
-            return Refusal(
-                "client_in_flight",
-                IN_FLIGHT_RETRY_SECONDS,
-                f"this client already has {state.in_flight} items in flight (at most "
-                f"{limits.max_in_flight_items}): retry when some are done",
-            )
+            return self._client_in_flight(state, grant)
         if self._total_in_flight + items > self.total_limit:
-            return Refusal(
-                "total_in_flight",
-                IN_FLIGHT_RETRY_SECONDS,
-                "the appliance is at its in-flight limit: retry shortly",
-            )
+            return _TOTAL_IN_FLIGHT
         state.tokens -= items
         state.day_items += items
         state.in_flight += items
         self._total_in_flight += items
         return Ticket(self, state, items)
+
+    @staticmethod
+    def _client_in_flight(state: _ClientState, grant: Grant) -> Refusal:
+        return Refusal(
+            "client_in_flight",
+            IN_FLIGHT_RETRY_SECONDS,
+            f"this client already has {state.in_flight} items in flight (at most "
+            f"{grant.limits.max_in_flight_items}): retry when some are done",
+        )
+
+
+_TOTAL_IN_FLIGHT = Refusal(
+    "total_in_flight",
+    IN_FLIGHT_RETRY_SECONDS,
+    "the appliance is at its in-flight limit: retry shortly",
+)
 
 
 def _utc_day(now: float) -> int:

@@ -124,6 +124,7 @@ async def _serve(
         publish_health()
         await server.stop(config.server.grace_seconds)
     finally:
+        front.close()
         await checkpointer.close()
         await pool.stop()
         await ledger.close()

@@ -16,10 +16,8 @@ from signer.domain import (
     HcertItem,
     ItemError,
     ItemResult,
-    OutputOptions,
     SignItem,
 )
-from signer.errors import RequestError
 from signer.hcert.revocation import signature_hash
 from signer.hcert.verify import Verification
 from signer.keys.registry import KeyRegistry
@@ -41,8 +39,6 @@ _STATE_TO_PB = {
     KeyState.RETIRED: pb.KEY_STATE_RETIRED,
 }
 
-MAX_QR_SCALE = 32
-
 #: (index in the chunk, JSON path, UVCI) of each signed item: the front refuses a UVCI repeated
 #: across the chunks of one batch.
 Uvcis = list[tuple[int, str, str]]
@@ -59,9 +55,8 @@ def sign_chunk(
     items = [SignItem(item.id, item.payload_json) for item in request.items]
     if request.validate_only:
         return _validate_only(service.validate_batch(items, types))
-    results = service.sign_batch(
-        items, _ALG_FROM_PB.get(request.alg), _output(request.output), types
-    )
+    # QR codes (request.output) are the front's work, off this HSM thread (signer.front.qr).
+    results = service.sign_batch(items, _ALG_FROM_PB.get(request.alg), types)
     return _batch_response(results).SerializeToString(), _uvcis(results), _issued(results)
 
 
@@ -87,9 +82,7 @@ def reissue_chunk(
 ) -> tuple[bytes, Uvcis, Issued]:
     request = pb.ReissueRequest.FromString(body)
     items = [HcertItem(item.id, item.hc1) for item in request.items]
-    results = service.reissue_batch(
-        items, _ALG_FROM_PB.get(request.alg), _output(request.output), types
-    )
+    results = service.reissue_batch(items, _ALG_FROM_PB.get(request.alg), types)
     return _batch_response(results).SerializeToString(), _uvcis(results), _issued(results)
 
 
@@ -175,16 +168,6 @@ def _issued(results: list[ItemResult]) -> Issued:
     return issued
 
 
-def _output(options: pb.OutputOptions) -> OutputOptions | None:
-    if not (options.qr_png or options.qr_svg):
-        return None
-    scale = options.qr_scale or 4
-    if scale > MAX_QR_SCALE:
-        # A QR code costs memory with the square of its scale (issue 9: scale 1500 took 3 GB).
-        raise RequestError(f"output.qr_scale {scale} is over the limit of {MAX_QR_SCALE}")
-    return OutputOptions(options.qr_png, options.qr_svg, scale)
-
-
 def _rejected(errors: tuple[ItemError, ...]) -> pb.Rejected:
     return pb.Rejected(errors=[_error_to_pb(e) for e in errors])
 
@@ -231,8 +214,4 @@ def _batch_response(results: list[ItemResult]) -> pb.SignBatchResponse:
         message.exp = signed.exp
         if signed.warnings:
             message.warnings.extend(_error_to_pb(w) for w in signed.warnings)
-        if signed.qr_png is not None:
-            message.qr_png = signed.qr_png
-        if signed.qr_svg is not None:
-            message.qr_svg = signed.qr_svg
     return response

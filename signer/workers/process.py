@@ -30,12 +30,15 @@ from signer.keys.roster import approval_policy
 from signer.keys.state import KeyState
 from signer.ledger.anchor import HeadKeeper
 from signer.ledger.version_guard import LedgerVersionGuard
+from signer.logs import RateLimitedLog, error_kind
 from signer.service import SigningService
 from signer.token import open_token
 from signer.verification import VerificationService
 from signer.workers import convert, wire
 
 log = logging.getLogger(__name__)
+#: A chunk's unexpected error is logged once per kind a minute, never a traceback per request.
+limited_log = RateLimitedLog(log)
 
 T = TypeVar("T")
 
@@ -209,8 +212,10 @@ class _Worker:
                 if isinstance(e, cls):
                     return ("error", chunk_id, name, str(e))
             return ("error", chunk_id, "backend", str(e))
-        except Exception:
-            log.exception("unexpected error in a %s chunk", kind)
+        except Exception as e:
+            limited_log.error(
+                error_kind(kind, e), "unexpected error in a %s chunk", kind, exc_info=True
+            )
             return ("error", chunk_id, "internal", "")
         return ("done", chunk_id, response, uvcis, issued)
 

@@ -157,6 +157,26 @@ def test_total_in_flight_is_shared_by_every_client() -> None:
     assert admission.total_in_flight == 600
 
 
+def test_full_refuses_before_parsing_only_when_no_batch_could_be_admitted() -> None:
+    """``full`` is the front's refusal before it parses a request: only when not even one item
+    of the client could be admitted (the rest is ``admit``'s decision, after parsing)."""
+    admission = Admission(total_in_flight_items=1500)
+    assert admission.full(_grant("a", in_flight=1000)) is None
+    first = _ticket(admission.admit(_grant("a", in_flight=1000), 999, T0))
+    assert admission.full(_grant("a", in_flight=1000)) is None  # one more item would fit
+    second = _ticket(admission.admit(_grant("a", in_flight=1000), 1, T0))
+    refusal = admission.full(_grant("a", in_flight=1000))
+    assert refusal is not None and refusal.reason == "client_in_flight"
+    assert admission.full(_grant("b")) is None
+    third = _ticket(admission.admit(_grant("b"), 500, T0))
+    refusal = admission.full(_grant("c"))
+    assert refusal is not None and refusal.reason == "total_in_flight"
+    for ticket in (first, second, third):
+        ticket.release()
+    assert admission.full(_grant("a", in_flight=1000)) is None
+    assert admission.full(_grant("c")) is None
+
+
 @pytest.mark.parametrize(
     ("limit", "admitted"),
     [("total", 1500), ("client", 1200), ("day", 1300), ("burst", 1100)],

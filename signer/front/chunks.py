@@ -1,0 +1,105 @@
+"""A batch as chunks and back, for the front's handlers: split a request into chunk bodies, turn
+items of the joined responses into rejections (a UVCI repeated across chunks, an original the
+ledger refuses), and the ledger entries of what is handed out.
+
+Protobuf messages are touched only where an item changes; otherwise chunks stay bytes
+(protobuf concatenation of repeated fields joins them).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from google.protobuf.message import Message as ProtoMessage
+
+from signer.api.v1 import signer_pb2 as pb
+from signer.front.pool import ChunkResult
+from signer.ledger.records import pack_header
+
+__all__ = ["MAX_CHUNK", "MIN_CHUNK", "ledger_entries", "refuse_repeated_uvcis", "rejected", "split"]
+
+MIN_CHUNK, MAX_CHUNK = 4, 128
+
+_REQUESTS: dict[str, type[ProtoMessage]] = {
+    "SignBatch": pb.SignBatchRequest,
+    "SignStream": pb.SignBatchRequest,
+    "Reissue": pb.ReissueRequest,
+    "Verify": pb.VerifyRequest,
+    "SignHash": pb.SignHashRequest,
+}
+
+
+def rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:
+    """The chunk response with the items at these indexes turned from signed to rejected."""
+    response = pb.SignBatchResponse.FromString(response_bytes)
+    for index, (code, path, message) in errors.items():
+        result = response.results[index]
+        result.ClearField("signed")
+        result.rejected.errors.add(code=code, path=path, message=message)
+    return response.SerializeToString()
+
+
+def ledger_entries(
+    results: list[ChunkResult],
+    refused: set[tuple[int, int]],
+    rpc: str,
+    client: str,
+    operator: str | None,
+) -> list[tuple[bytes, bytes]]:
+    """(SIGNATURE hash, record body) of every item signed and returned as signed, in request
+    order: the batch's header bytes once, then each item's part as its worker packed it."""
+    header = pack_header(time.time_ns() // 1000, client, operator, rpc)
+    return [
+        (signature, header + item)
+        for chunk, result in enumerate(results)
+        for index, item, signature, _ in result.issued
+        if (chunk, index) not in refused
+    ]
+
+
+def split(request: Any, raw: bytes, sessions: int) -> list[tuple[bytes, int]]:
+    """The request as chunk bodies and their item counts: the raw bytes when one chunk will do,
+    else one message per slice of items with the request's other fields (alg, output, at, kid)
+    copied."""
+    count = len(request.items)
+    size = min(MAX_CHUNK, max(MIN_CHUNK, -(-count // max(1, sessions))))
+    if count <= size:
+        return [(raw, count)]
+    rest = type(request)()
+    rest.CopyFrom(request)
+    del rest.items[:]
+    tail = rest.SerializeToString()
+    bodies = []
+    for start in range(0, count, size):
+        part = type(request)()
+        part.items.extend(request.items[start : start + size])
+        bodies.append((part.SerializeToString() + tail, len(part.items)))
+    return bodies
+
+
+def refuse_repeated_uvcis(
+    responses: list[bytes], uvcis: list[list[tuple[int, str, str]]], bodies: list[bytes], rpc: str
+) -> set[tuple[int, int]]:
+    """A UVCI signed in two chunks of one batch: the later item is refused as ``duplicate_uvci``
+    (its signature never leaves the appliance), exactly as when both sit in one chunk. Returns
+    the (chunk, item) of each refused item."""
+    first: dict[str, tuple[int, int]] = {}
+    repeated: dict[int, list[tuple[int, str, str, tuple[int, int]]]] = {}
+    for chunk, entries in enumerate(uvcis):
+        for item, path, uvci in entries:
+            earlier = first.setdefault(uvci, (chunk, item))
+            if earlier != (chunk, item):
+                repeated.setdefault(chunk, []).append((item, path, uvci, earlier))
+    for chunk, items in repeated.items():
+        errors = {}
+        for item, path, uvci, (earlier_chunk, earlier_item) in items:
+            request: Any = _REQUESTS[rpc].FromString(bodies[earlier_chunk])
+            earlier_id = request.items[earlier_item].id
+            message = (
+                f'ci "{uvci}" repeats the UVCI of item {earlier_id!r} in this batch; '
+                "each certificate needs its own UVCI"
+            )
+            errors[item] = ("duplicate_uvci", path, message)
+        responses[chunk] = rejected(responses[chunk], errors)
+    return {(chunk, item) for chunk, items in repeated.items() for item, *_ in items}
