@@ -12,7 +12,6 @@ import itertools
 import json
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from signer.cli_files import open_input
 from signer.domain import ItemError
 from signer.errors import BackendError, ConfigError, RequestError
 from signer.jsonl import not_utf8, records, stdin_text
+from signer.progress import Progress
 from signer.resume import NOTHING_ANSWERED, Answered
 
 _ALGS = {"": pb.ALGORITHM_UNSPECIFIED, "ES256": pb.ALGORITHM_ES256, "PS256": pb.ALGORITHM_PS256}
@@ -138,6 +138,13 @@ class SignTally:
     signed: int = 0
     rejected: int = 0
 
+    @property
+    def done(self) -> int:
+        return self.signed + self.rejected
+
+    def detail(self) -> str:
+        return f"{self.signed:,} signed, {self.rejected:,} rejected"
+
 
 @dataclass(frozen=True)
 class QrFiles:
@@ -192,14 +199,13 @@ def _batches(
 
 
 class _Results:
-    """Writes one JSON line per result, counts outcomes and reports progress about once a second."""
+    """Writes one JSON line per result, counts outcomes and shows progress on stderr."""
 
-    def __init__(self, out: IO[str], progress: IO[str] | None, qr: QrFiles | None) -> None:
+    def __init__(self, out: IO[str], progress: Progress, qr: QrFiles | None) -> None:
         self.tally = SignTally()
         self._out = out
         self._qr = qr
         self._progress = progress
-        self._started = self._last = time.monotonic()
 
     def write(self, lines: _Lines, results: Iterable[pb.ItemResult]) -> None:
         answers = iter(results)
@@ -214,14 +220,10 @@ class _Results:
                 self.tally.rejected += 1
             self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._out.flush()  # a stopped run keeps every batch it wrote (--resume)
-        now = time.monotonic()
-        if self._progress is not None and now - self._last >= 1.0:
-            self._last = now
-            _report(self._progress, self.tally, now - self._started, final=False)
+        self._progress.update(self.tally.done, self.tally.detail())
 
     def finish(self) -> SignTally:
-        if self._progress is not None:
-            _report(self._progress, self.tally, time.monotonic() - self._started, final=True)
+        self._progress.finish(self.tally.done, self.tally.detail())
         return self.tally
 
 
@@ -245,11 +247,13 @@ def sign_file(
     *,
     tls: ClientTls | None = None,
     answered: Answered = NOTHING_ANSWERED,
+    total: int | None = None,
 ) -> SignTally:
     """Sign every non-blank line of ``path`` (None = stdin) that ``answered`` does not hold
     through SignStream; one JSON result line per input, in input order, flushed per batch. At
-    most :data:`WINDOW` batches are unanswered at once."""
-    results = _Results(out, progress, qr)
+    most :data:`WINDOW` batches are unanswered at once. ``total``: the lines to send, for the
+    progress on ``progress`` (:func:`lines_to_send`)."""
+    results = _Results(out, Progress(progress, total=total), qr)
     pending: deque[_Lines] = deque()
     window = threading.Semaphore(WINDOW)
     finished = threading.Event()
@@ -276,14 +280,14 @@ def sign_file(
     return results.finish()
 
 
-def _report(stream: IO[str], tally: SignTally, seconds: float, final: bool) -> None:
-    done = tally.signed + tally.rejected
-    rate = done / seconds if seconds > 0 else 0.0
-    word = "done" if final else "…"
-    stream.write(
-        f"{word} {done} items: {tally.signed} signed, {tally.rejected} rejected ({rate:,.0f}/s)\n"
-    )
-    stream.flush()
+def lines_to_send(path: Path | None, answered: Answered = NOTHING_ANSWERED) -> int | None:
+    """How many lines a run on ``path`` sends (non-blank lines ``answered`` does not hold), for
+    the progress total: one extra pass over the file before the run. None for stdin or a file
+    that cannot be read twice (a FIFO)."""
+    if path is None or not path.is_file():
+        return None
+    with open_input(path) as source:
+        return sum(1 for _ in answered.pending(records(source)))
 
 
 def hc1_lines(source: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -314,10 +318,11 @@ def reissue_file(
     *,
     tls: ClientTls | None = None,
     answered: Answered = NOTHING_ANSWERED,
+    total: int | None = None,
 ) -> SignTally:
     """Re-issue every HC1 of ``path`` that ``answered`` does not hold through the Reissue RPC,
     one batch at a time; one JSON result line per input, flushed per batch."""
-    results = _Results(out, progress, qr)
+    results = _Results(out, Progress(progress, total=total), qr)
     with _input(path) as source:
         lines = answered.pending(hc1_lines(source))
         try:

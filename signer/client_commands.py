@@ -37,7 +37,7 @@ def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> 
     --qr-dir when asked; exit 1 when any item was rejected (in the output file as a whole when
     resuming). Every file is opened before the first request."""
     from signer.cli_files import make_directory, open_input, open_output
-    from signer.client import QrFiles, check_dial
+    from signer.client import QrFiles, check_dial, lines_to_send
     from signer.resume import NOTHING_ANSWERED, answered_lines
 
     if args.batch < 1:
@@ -57,6 +57,7 @@ def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> 
         open_input(path).close()
     tls = _client_tls(args)
     check_dial(args.server, tls)  # before --out is truncated
+    total = lines_to_send(path, answered) if progress is not None else None
     with contextlib.ExitStack() as stack:
         out = (
             stack.enter_context(open_output(args.out, append=args.resume))
@@ -69,7 +70,16 @@ def _through_server(args: argparse.Namespace, run: Callable[..., SignTally]) -> 
                 make_directory(args.qr_dir, "--qr-dir"), "png" in args.qr, "svg" in args.qr
             )
         tally = run(
-            path, args.server, out, args.batch, args.alg, progress, qr, tls=tls, answered=answered
+            path,
+            args.server,
+            out,
+            args.batch,
+            args.alg,
+            progress,
+            qr,
+            tls=tls,
+            answered=answered,
+            total=total,
         )
     return 1 if tally.rejected or answered.rejected else 0
 

@@ -37,7 +37,7 @@ def build_requests(batch: int, alg: pb.Algorithm.ValueType, seed: int = 2022) ->
 
 
 async def _drive(
-    address: str, blobs: list[bytes], requests: int, concurrency: int
+    address: str, blobs: list[bytes], requests: int, concurrency: int, done: Any = None
 ) -> dict[str, Any]:
     options = [
         ("grpc.max_receive_message_length", 64 << 20),
@@ -64,6 +64,8 @@ async def _drive(
             ok = sum(1 for r in response.results if r.HasField("signed"))
             signed += ok
             rejected += len(response.results) - ok
+            if done is not None:
+                done.value = signed + rejected  # read by the parent's progress line
 
     started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(lane(call) for call in calls))
@@ -81,7 +83,9 @@ async def _drive(
     }
 
 
-async def _stream(address: str, blobs: list[bytes], requests: int) -> dict[str, Any]:
+async def _stream(
+    address: str, blobs: list[bytes], requests: int, done: Any = None
+) -> dict[str, Any]:
     """One SignStream of ``requests`` batches: the long-run case whose server RSS must stay flat."""
     options = [("grpc.max_receive_message_length", 64 << 20)]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
@@ -98,14 +102,20 @@ async def _stream(address: str, blobs: list[bytes], requests: int) -> dict[str, 
             ok = sum(1 for r in response.results if r.HasField("signed"))
             signed += ok
             rejected += len(response.results) - ok
+            if done is not None:
+                done.value = signed + rejected
         return {"seconds": time.perf_counter() - started, "signed": signed, "rejected": rejected}
 
 
-def run_stream(address: str, blobs: list[bytes], requests: int, out: Any) -> None:
-    """Process entry point for the long-stream phase."""
-    out.put(asyncio.run(_stream(address, blobs, requests)))
+def run_stream(address: str, blobs: list[bytes], requests: int, out: Any, done: Any = None) -> None:
+    """Process entry point for the long-stream phase; ``done``: a shared counter of the items
+    answered so far (``multiprocessing.Value``), for the parent's progress line."""
+    out.put(asyncio.run(_stream(address, blobs, requests, done)))
 
 
-def run_load(address: str, blobs: list[bytes], requests: int, concurrency: int, out: Any) -> None:
-    """Process entry point: drive the server, put the figures on ``out``."""
-    out.put(asyncio.run(_drive(address, blobs, requests, concurrency)))
+def run_load(
+    address: str, blobs: list[bytes], requests: int, concurrency: int, out: Any, done: Any = None
+) -> None:
+    """Process entry point: drive the server, put the figures on ``out``; ``done`` as for
+    :func:`run_stream`."""
+    out.put(asyncio.run(_drive(address, blobs, requests, concurrency, done)))

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from signer.config import load_config
 from signer.devsetup import prepare_dev_environment
 from signer.domain import Alg
 from signer.errors import BackendError
+from signer.progress import Progress
 
 _ALG_PB = {Alg.ES256: pb.ALGORITHM_ES256, Alg.PS256: pb.ALGORITHM_PS256}
 
@@ -135,12 +137,7 @@ def run_bench(args: argparse.Namespace) -> int:
             rss_before = _rss_mib(info["pids"])
             cpu_before = _cpu_seconds(info["pids"])
             front_before = _cpu_seconds(info["pids"][:1])
-            load = ctx.Process(
-                target=run_load, args=(address, blobs, requests, args.concurrency, out)
-            )
-            load.start()
-            result = out.get(timeout=3600)
-            load.join()
+            result = _measured_load(ctx, address, blobs, requests, args, out)
             rss_after = _rss_mib(info["pids"])
             server_cpu = _cpu_seconds(info["pids"]) - cpu_before
             front_cpu = _cpu_seconds(info["pids"][:1]) - front_before
@@ -182,6 +179,47 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outcome(result: dict[str, Any]) -> str:
+    return f"{result['signed']:,} signed, {result['rejected']:,} rejected"
+
+
+def _measured_load(
+    ctx: Any, address: str, blobs: list[bytes], requests: int, args: argparse.Namespace, out: Any
+) -> dict[str, Any]:
+    """Phase (b): ``requests`` batches from a load process, with progress on stderr."""
+    done = ctx.Value("q", 0, lock=False)  # one writer: the load process
+    load = ctx.Process(
+        target=run_load, args=(address, blobs, requests, args.concurrency, out, done)
+    )
+    load.start()
+    progress = Progress(sys.stderr, total=requests * args.batch)
+    result = _wait_with_progress(out, load, done, progress, 3600)
+    load.join()
+    return result
+
+
+def _wait_with_progress(
+    out: Any, process: Any, done: Any, progress: Progress, timeout: float
+) -> dict[str, Any]:
+    """The load process's figures from ``out``, showing its progress meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result: dict[str, Any] = out.get(timeout=0.5)
+        except queue.Empty:
+            if process.is_alive() and time.monotonic() < deadline:
+                progress.update(done.value)
+                continue
+            try:  # it may have put its figures just before it ended
+                result = out.get(timeout=5)
+            except queue.Empty:
+                raise BackendError(
+                    "the bench's load generator gave no figures (it ended, or ran past the timeout)"
+                ) from None
+        progress.finish(result["signed"] + result["rejected"], _outcome(result))
+        return result
+
+
 def _long_stream(
     ctx: Any, address: str, blobs: list[bytes], args: argparse.Namespace, pids: list[int]
 ) -> dict[str, Any] | None:
@@ -192,14 +230,18 @@ def _long_stream(
         return None
     _say(f"(c) one SignStream of {requests * args.batch:,} items, sampling server RSS …")
     out = ctx.Queue()
-    process = ctx.Process(target=run_stream, args=(address, blobs, requests, out))
+    done = ctx.Value("q", 0, lock=False)
+    process = ctx.Process(target=run_stream, args=(address, blobs, requests, out, done))
     process.start()
+    progress = Progress(sys.stderr, total=requests * args.batch)
     samples: list[float] = []
     while process.is_alive():
         samples.append(round(sum(_rss_mib(pids)), 1))
-        time.sleep(1.0)
+        progress.update(done.value)
+        process.join(timeout=1.0)  # a sample a second; returns at once when the stream ends
     result = out.get(timeout=60)
     process.join()
+    progress.finish(result["signed"] + result["rejected"], _outcome(result))
     return {
         "items": result["signed"] + result["rejected"],
         "rejected": result["rejected"],

@@ -18,6 +18,7 @@ from signer.hcert.revocation import HASH_BYTES, HashType, truncated_sha256
 from signer.keys.officers import OfficerKey
 from signer.keys.roster import approval_policy
 from signer.ledger import revocations
+from signer.ledger.events import KEY_EVENTS_CHAIN
 from signer.ledger.export import BatchBuilder
 from signer.ledger.records import Entry
 from signer.ledger.revoking import (
@@ -28,9 +29,11 @@ from signer.ledger.revoking import (
     revoked_by,
 )
 from signer.ledger.store import LedgerError, LedgerReader, check_target, open_reader, open_sql
+from signer.progress import Progress
 
 KID_BYTES = 8
-PROGRESS_EVERY = 100_000
+#: records between two looks at the clock for a progress line
+PROGRESS_EVERY = 1000
 
 
 def add_revocation_parsers(verbs: Any) -> None:
@@ -170,17 +173,11 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         revoked = _verified_revocations(ledger, config) if args.revoked_only else None
         with _output(args.out) as out:
-            counts = _export(
+            _export(  # progress and the summary line on stderr
                 ledger, config.issuer.country, revoked, types, out, kid, args.client, start, end
             )
     finally:
         ledger.close()
-    read, exported, batches, no_exp = counts
-    print(
-        f"{read} record(s) read, {exported} certificate(s) in {batches} batch(es)"
-        + (f"; {no_exp} without exp (hash-only) skipped" if no_exp else ""),
-        file=sys.stderr,
-    )
     return 0
 
 
@@ -197,10 +194,16 @@ def _export(
 ) -> tuple[int, int, int, int]:
     builder = BatchBuilder(country)
     read = exported = batches = no_exp = 0
+    progress = Progress(sys.stderr, total=_certificate_records(ledger), noun="records")
+
+    def detail() -> str:
+        skipped = f"; {no_exp:,} without exp (hash-only) skipped" if no_exp else ""
+        return f"{exported:,} certificate(s) in {batches:,} batch(es){skipped}"
+
     for entry in _entries(ledger):
         read += 1
         if read % PROGRESS_EVERY == 0:
-            print(f"{read} records read", file=sys.stderr, flush=True)
+            progress.update(read, detail())
         if (
             (kid is not None and entry.kid != kid)
             or (client is not None and entry.client != client)
@@ -224,7 +227,16 @@ def _export(
     for batch in builder.finish():
         out.write(json.dumps(batch) + "\n")
         batches += 1
+    progress.finish(read, detail())
     return read, exported, batches, no_exp
+
+
+def _certificate_records(ledger: LedgerReader) -> int:
+    """The records :func:`_entries` reads: every chain's but the key events'."""
+    [(count,)] = ledger.sql.rows(
+        "SELECT count(*) FROM issuance WHERE chain <> ?", (KEY_EVENTS_CHAIN,)
+    )
+    return int(count)
 
 
 def _verified_revocations(ledger: LedgerReader, config: Config) -> set[tuple[HashType, bytes]]:

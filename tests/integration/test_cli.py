@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +38,11 @@ def test_sign_1000_payloads_and_verify_against_the_trust_list(
     assert signed.returncode == 0, signed.stderr
     assert signed_300.returncode == 0, signed_300.stderr
     assert signed.stdout == ""  # results go to --out
-    assert "done 1000 items: 1000 signed, 0 rejected" in signed.stderr
+    assert re.search(
+        r"^done: 1,000 of 1,000 items in \d+ s \([\d,]+/s\): 1,000 signed, 0 rejected$",
+        signed.stderr,
+        re.MULTILINE,
+    ), signed.stderr
 
     listed = run_cli("trust-list", "--server", appliance.address, "--out", str(trust_dir))
     assert listed.returncode == 0, listed.stderr
@@ -67,6 +73,53 @@ def test_sign_1000_payloads_and_verify_against_the_trust_list(
     partial = read_jsonl(Path(f"{out}.300"))
     assert [r["line"] for r in partial] == list(range(1, 1001))
     assert all(verify_hc1(r["hc1"], store).ok for r in partial)
+
+
+_STATUS = re.compile(
+    r"^[\d,]+ of (?P<total>[\d,]+) items \(\d+ %\), [\d,]+/s, .* elapsed(, ETA .*)?: "
+    r"[\d,]+ signed, [\d,]+ rejected$"
+)
+
+
+def _summary(stderr: str, total: int, signed: int, rejected: int) -> None:
+    """Progress on stderr: status lines (not a terminal here, so whole lines, every few
+    seconds) and one summary line at the end, with the total."""
+    lines = stderr.splitlines()
+    assert lines, "no progress at all"
+    assert re.fullmatch(
+        rf"done: {total:,} of {total:,} items in \d+ s \([\d,]+/s\): "
+        rf"{signed:,} signed, {rejected:,} rejected",
+        lines[-1],
+    ), lines[-1]
+    for line in lines[:-1]:
+        assert (found := _STATUS.match(line)) and found["total"] == f"{total:,}", line
+
+
+def test_sign_and_reissue_show_progress_with_the_total_on_stderr_only(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    """Results alone on stdout (every line JSON), progress on stderr ending in one summary line
+    that names the total: the file's non-blank lines, a rejected one included."""
+    lines = [to_json(p) for p in vaccination_payloads(1200, seed=77)]
+    lines[600] = '{"ver": "1.3.0"'  # not JSON: rejected, still counted
+    source, signed_out = tmp_path / "in.jsonl", tmp_path / "signed.jsonl"
+    source.write_text("\n".join(lines[:10]) + "\n\n" + "\n".join(lines[10:]) + "\n")
+
+    signed = run_cli("sign", str(source), "--server", appliance.address, "--batch", "100")
+
+    assert signed.returncode == 1, signed.stderr
+    _summary(signed.stderr, 1200, 1199, 1)
+    results = [json.loads(line) for line in signed.stdout.splitlines()]
+    assert len(results) == 1200
+    signed_out.write_text(signed.stdout)
+    reissued = run_cli("reissue", str(signed_out), "--server", appliance.address)
+    assert reissued.returncode == 1, reissued.stderr  # the rejected line has no hc1
+    _summary(reissued.stderr, 1200, 1199, 1)
+    dscs = appliance.dsc_by_kid()
+    renewed = [json.loads(line) for line in reissued.stdout.splitlines()]
+    for result in (r for r in results + renewed if "hc1" in r):
+        assert hc1_verifies(result["hc1"], dscs[base64.b64decode(result["kid"])]), result["line"]
+    assert sum("hc1" in r for r in renewed) == 1199
 
 
 def test_sign_with_a_bad_line_exits_1_and_names_the_line(

@@ -160,6 +160,19 @@ def test_export_batches_per_kid_and_hash_type_at_most_1000(
     assert first["expires"] == "2023-11-14T22:29:59Z"  # T0 + 999: its latest exp
 
 
+def test_export_ends_with_one_summary_line_on_stderr(
+    capsys: pytest.CaptureFixture[str], setup: Setup
+) -> None:
+    """The total is every certificate record of the ledger (key events are not read)."""
+    code, out, err = _run(capsys, "audit", "revocations", "--config", str(setup.config))
+    assert code == 0, err
+    total = COUNT_A + COUNT_B
+    assert "done:" not in out  # stdout carries the batches alone
+    [summary] = [line for line in err.splitlines() if line.startswith("done:")]
+    assert summary.startswith(f"done: {total:,} of {total:,} records in ")
+    assert summary.endswith(f": {total:,} certificate(s) in {len(out.splitlines())} batch(es)")
+
+
 def test_export_filters_by_client_kid_and_time(
     capsys: pytest.CaptureFixture[str], setup: Setup
 ) -> None:
