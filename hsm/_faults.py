@@ -17,10 +17,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 ENV = "HCERT_TEST_HSM_FAULTS"
+#: Milliseconds to wait, off the CPU, before every signature: a network HSM's round trip
+#: (issue 7 §7: with it, sessions rather than cores set the pace). Test and benchmark only.
+LATENCY_ENV = "HCERT_TEST_HSM_LATENCY_MS"
 CLOSE_SESSION = "close-session"
 
 log = logging.getLogger(__name__)
@@ -67,3 +71,27 @@ def injector_for(module_path: str, close_session: Callable[[], None]) -> FaultIn
         "TEST FAULT INJECTION ENABLED (%s=%s): never set this in production", ENV, directory
     )
     return FaultInjector(Path(directory), close_session)
+
+
+def latency_for(module_path: str) -> Callable[[], None] | None:
+    """A hook that sleeps ``HCERT_TEST_HSM_LATENCY_MS`` before each signature, when that is set
+    and the module is SoftHSM (the same two conditions as the faults above)."""
+    value = os.environ.get(LATENCY_ENV, "")
+    if not value or Path(module_path).name != "libsofthsm2.so":
+        return None
+    try:
+        seconds = float(value) / 1000
+    except ValueError:
+        log.warning("ignoring %s=%r: not a number of milliseconds", LATENCY_ENV, value)
+        return None
+    if not 0 < seconds <= 1:
+        log.warning("ignoring %s=%r: give 0 to 1000 milliseconds", LATENCY_ENV, value)
+        return None
+    log.warning(
+        "TEST HSM LATENCY ENABLED (%s=%s): every signature waits %.1f ms; never set this in "
+        "production",
+        LATENCY_ENV,
+        value,
+        seconds * 1000,
+    )
+    return lambda: time.sleep(seconds)

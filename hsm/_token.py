@@ -25,7 +25,7 @@ from pkcs11.exceptions import (
 )
 
 from hsm._errors import HsmError, HsmLoginError, ckr_name
-from hsm._faults import injector_for
+from hsm._faults import injector_for, latency_for
 from hsm._keys import (
     BEFORE_SIGN,
     KeyAlgorithm,
@@ -74,8 +74,10 @@ class HsmToken:
         self._pin = pin
         self._session = self._login()
         faults = injector_for(module_path, self.close)
-        if faults is not None:
-            BEFORE_SIGN[:] = [faults.before_sign]
+        latency = latency_for(module_path)
+        BEFORE_SIGN[:] = [
+            hook for hook in (faults.before_sign if faults else None, latency) if hook is not None
+        ]
 
     def _login(self) -> pkcs11.Session:
         token = self._find_token()
