@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hsm import find_softhsm_module
+from hsm import SoftHsm, find_softhsm_module
 from signer.api.v1 import signer_pb2 as pb
 from signer.bench.payloads import vaccination_payloads
 from tests.conftest import (
@@ -342,5 +343,29 @@ def test_token_written_by_another_process(tmp_path: Path) -> None:
         assert 1 <= missing <= len(pids), log  # once per worker, not per refresh or request
         assert "Traceback" not in log
         assert process.poll() is None
+    finally:
+        stop_appliance(process)
+
+
+def test_token_reinitialised_under_the_appliance(tmp_path: Path) -> None:
+    """§5: the token is wiped and initialised afresh under the running appliance (same label and
+    user PIN, as whoever administers the HSM could): no process crashes, nothing is signed with
+    anything (no key the officers activated exists any more), health turns NOT_SERVING and
+    calls get UNAVAILABLE, never an item signed by a key nobody approved."""
+    appliance, process = start_appliance(tmp_path / "run")
+    try:
+        wait_serving(appliance)
+        dev = appliance.directory / "dev"
+        softhsm = SoftHsm(dev / "softhsm")
+        shutil.rmtree(dev / "softhsm" / "tokens")
+        softhsm.ensure_layout()
+        softhsm.init_token("hcert-dev", (dev / "user.pin").read_text().strip(), "87654321")
+        assert softhsm.has_token("hcert-dev")  # an empty token under the same label and PIN
+        wait_until(lambda: True if _health(appliance) == NOT_SERVING else None, 60, "NOT_SERVING")
+        with pytest.raises(grpc.RpcError) as refused:
+            stub(appliance.address).SignBatch(_batch(5, "r", 6), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert process.poll() is None
+        assert "Traceback" not in _log(appliance)
     finally:
         stop_appliance(process)
