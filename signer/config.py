@@ -305,10 +305,11 @@ class ClientPolicy:
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
     """Authorisation (issue 7 §3): the role of every client the policy does not name, and the
-    named clients. The embedded default ``issuer`` is the dev appliance on loopback; a production
-    config says ``default = "none"`` (config/example.toml)."""
+    named clients. Fail closed: a config file that does not say otherwise gives an unnamed
+    client nothing (``none``); only the embedded dev appliance on loopback (``signer serve``
+    without ``--config``) and ``config/dev.toml`` make everyone an ``issuer``."""
 
-    default: str = "issuer"
+    default: str = "none"
     clients: tuple[ClientPolicy, ...] = ()
 
 
@@ -452,7 +453,7 @@ def available_cores() -> int:
 
 def dev_defaults() -> Config:
     """The embedded development appliance (``signer serve`` without ``--config``)."""
-    return Config(dev=DevConfig(bootstrap=True))
+    return Config(dev=DevConfig(bootstrap=True), policy=PolicyConfig(default="issuer"))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

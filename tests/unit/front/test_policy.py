@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from signer.config import config_from_mapping
+from signer.config import config_from_mapping, dev_defaults
 from signer.domain import CertType
 from signer.front.policy import RPC_PERMISSIONS, Policy, type_not_allowed
 
@@ -89,9 +89,15 @@ def test_metric_labels_are_bounded_by_the_config() -> None:
 
 
 def test_embedded_dev_default_lets_any_client_issue() -> None:
-    policy = Policy.from_config(config_from_mapping({}))
+    policy = Policy.from_config(dev_defaults())
     assert policy.grant("anyone").allows("SignBatch")
     assert not policy.grant("anyone").allows("SignHash")
+
+
+def test_a_config_file_without_a_policy_gives_unnamed_clients_nothing() -> None:
+    """Fail closed: a production config that forgets [policy] lets no unnamed client sign."""
+    policy = Policy.from_config(config_from_mapping({}))
+    assert not any(policy.grant("anyone").allows(rpc) for rpc in ("SignBatch", "Verify"))
 
 
 @pytest.mark.parametrize(
