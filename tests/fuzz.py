@@ -38,6 +38,7 @@ from typing import Any
 import grpc
 
 from signer.api.v1 import signer_pb2 as pb
+from signer.front.checks import REQUESTS
 from tests.fuzz_inputs import RPCS, Corpus, Generator
 from tests.integration.helpers import channel, sample, scrape
 
@@ -47,15 +48,6 @@ FUZZ_CONFIG = "\n[hash_only]\nenabled = true\n"
 FAILING = frozenset({"UNKNOWN", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
 MAX_LOG_GROWTH = 64 << 10  # bytes: a few rate-limited lines, never one per request
 CALL_TIMEOUT = 60.0
-
-_REQUEST_TYPES: dict[str, Any] = {
-    "SignBatch": pb.SignBatchRequest,
-    "SignStream": pb.SignBatchRequest,
-    "Reissue": pb.ReissueRequest,
-    "Verify": pb.VerifyRequest,
-    "SignHash": pb.SignHashRequest,
-    "GetTrustList": pb.GetTrustListRequest,
-}
 
 
 @dataclass
@@ -106,7 +98,7 @@ class Report:
 
 def _check_answer(rpc: str, sent: bytes, answer: bytes) -> str | None:
     """Exactly one result per item, in order, for every batch answered OK."""
-    request = _REQUEST_TYPES[rpc]()
+    request: Any = REQUESTS[rpc]()
     request.ParseFromString(sent)  # it parsed on the server, so it parses here
     if rpc == "GetTrustList":
         return None

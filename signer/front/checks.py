@@ -39,7 +39,8 @@ MAX_VERIFY_AT = 253_402_300_799
 
 _ALGORITHMS = {pb.ALGORITHM_UNSPECIFIED, pb.ALGORITHM_ES256, pb.ALGORITHM_PS256}
 
-_REQUESTS: dict[str, type[ProtoMessage]] = {
+#: The request message of each RPC.
+REQUESTS: dict[str, type[ProtoMessage]] = {
     "SignBatch": pb.SignBatchRequest,
     "SignStream": pb.SignBatchRequest,
     "Reissue": pb.ReissueRequest,
@@ -56,7 +57,7 @@ class MalformedRequestError(RequestError):
 def parse(rpc: str, raw: bytes) -> Any:
     """The request message of ``rpc`` in ``raw``, its options and ids checked; raise
     :class:`MalformedRequestError` for anything the client must fix."""
-    request: Any = _REQUESTS[rpc]()
+    request: Any = REQUESTS[rpc]()
     try:
         request.ParseFromString(raw)
     except DecodeError:

@@ -11,23 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from google.protobuf.message import Message as ProtoMessage
-
 from signer.api.v1 import signer_pb2 as pb
+from signer.front.checks import REQUESTS
 from signer.front.pool import ChunkResult
 from signer.ledger.records import pack_header
 
 __all__ = ["MAX_CHUNK", "MIN_CHUNK", "ledger_entries", "refuse_repeated_uvcis", "rejected", "split"]
 
 MIN_CHUNK, MAX_CHUNK = 4, 128
-
-_REQUESTS: dict[str, type[ProtoMessage]] = {
-    "SignBatch": pb.SignBatchRequest,
-    "SignStream": pb.SignBatchRequest,
-    "Reissue": pb.ReissueRequest,
-    "Verify": pb.VerifyRequest,
-    "SignHash": pb.SignHashRequest,
-}
 
 
 def rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:
@@ -94,7 +85,7 @@ def refuse_repeated_uvcis(
     for chunk, items in repeated.items():
         errors = {}
         for item, path, uvci, (earlier_chunk, earlier_item) in items:
-            request: Any = _REQUESTS[rpc].FromString(bodies[earlier_chunk])
+            request: Any = REQUESTS[rpc].FromString(bodies[earlier_chunk])
             earlier_id = request.items[earlier_item].id
             message = (
                 f'ci "{uvci}" repeats the UVCI of item {earlier_id!r} in this batch; '

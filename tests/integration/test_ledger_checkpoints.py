@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from signer.bench.payloads import vaccination_payloads
 from signer.ledger.records import link
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_verifies
-from tests.integration.helpers import items
+from tests.integration.helpers import items, run_cli
 
 CHAIN = "anchored"
 CONFIG = f'[ledger]\nchain = "{CHAIN}"\ncheckpoint_records = 200\ncheckpoint_seconds = 0.5\n'
@@ -51,16 +50,6 @@ def _signed_batches(appliance: Appliance, count: int, seed: int) -> None:
         assert all(hc1_verifies(r.signed.hc1, dscs[r.signed.kid]) for r in results)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "signer.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _rows(path: Path, query: str) -> list[tuple[object, ...]]:
     db = sqlite3.connect(path)
     try:
@@ -81,14 +70,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         _signed_batches(appliance, 3, seed=400)
     finally:
         stop_appliance(process)
-    key = _cli("audit", "key", "--config", str(appliance.config_path))
+    key = run_cli("audit", "key", "--config", str(appliance.config_path))
     assert key.returncode == 0, key.stderr
     yield Site(directory, directory / "dev" / "ledger.sqlite", key.stdout.encode())
 
 
 def _verify(site: Site, ledger: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     config = str(site.directory / "signer.toml")
-    return _cli("audit", "verify", "--config", config, "--ledger", str(ledger), *extra)
+    return run_cli("audit", "verify", "--config", config, "--ledger", str(ledger), *extra)
 
 
 def test_every_checkpoint_is_signed_by_the_audit_key_and_matches_the_chain(site: Site) -> None:

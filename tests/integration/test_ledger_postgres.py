@@ -5,8 +5,6 @@ outage mid-run that fails closed and heals."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from signer.ledger.store import LedgerError
 from signer.ledger.verify import verify_chain
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_verifies
-from tests.integration.helpers import items
+from tests.integration.helpers import items, run_cli
 from tests.postgres import PostgresServer
 from tests.unit.ledger.test_chain import item_pair
 
@@ -170,16 +168,6 @@ def _wait_for_health(appliance: Appliance, status: int, seconds: float = 30.0) -
         time.sleep(0.2)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "signer.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.timeout(300)
 def test_two_replicas_write_one_postgres_ledger_and_one_query_covers_both(
     tmp_path: Path, database: str
@@ -221,11 +209,11 @@ def test_two_replicas_write_one_postgres_ledger_and_one_query_covers_both(
         assert all(reader.checkpoints(c) for c in ("a", "b"))
     finally:
         reader.close()
-    audit = _cli("audit", "verify", "--config", str(first.config_path), "--ledger", database)
+    audit = run_cli("audit", "verify", "--config", str(first.config_path), "--ledger", database)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "chain 'a': 30 record(s), intact" in audit.stdout
     assert "chain 'b': 30 record(s), intact" in audit.stdout
-    shown = _cli("audit", "show", "--ledger", database, "--config", str(first.config_path))
+    shown = run_cli("audit", "show", "--ledger", database, "--config", str(first.config_path))
     assert shown.returncode == 0, shown.stderr
     assert len(shown.stdout.splitlines()) == 60
 
