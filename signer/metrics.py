@@ -109,13 +109,13 @@ KEY_STATE = Gauge(
     multiprocess_mode="livemax",
 )
 DSC_NOT_AFTER = Gauge(
-    "hcert_dsc_not_after_seconds",
+    "hcert_dsc_not_after_timestamp_seconds",
     "DSC notAfter, seconds since the epoch, by kid.",
     ["kid", "label"],
     multiprocess_mode="livemax",
 )
 KEY_USAGE_END = Gauge(
-    "hcert_key_usage_end_seconds",
+    "hcert_key_usage_end_timestamp_seconds",
     "End of the DSC private key's usage period, seconds since the epoch, by kid: the DSC's "
     "PrivateKeyUsagePeriod notAfter, else activation + [issuer] key_usage_days.",
     ["kid", "label"],
