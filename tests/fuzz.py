@@ -48,7 +48,7 @@ FAILING = frozenset({"UNKNOWN", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
 MAX_LOG_GROWTH = 64 << 10  # bytes: a few rate-limited lines, never one per request
 #: The access log (one line per RPC, logger signer.rpc, issue 11 §2) grows with the requests by
 #: design; what must not is everything else: errors, tracebacks, warnings.
-_ACCESS_LINE = ('"logger": "signer.rpc"', " signer.rpc: ")
+_ACCESS_LINE = ('"logger":"signer.rpc"', '"logger": "signer.rpc"', " signer.rpc: ")
 
 
 def without_access_lines(text: str) -> str:
