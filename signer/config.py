@@ -37,6 +37,8 @@ from signer.hcert.validation import IMPLEMENTED_VERSIONS, ValidationPolicy
 DEFAULT_VALIDITY_DAYS = 365  # issue 2 §4: exp = iat + 365 days unless configured per type
 _DAYS_NOTE = "days; at most 100 years"
 _ALPHA_2 = 'an ISO 3166-1 alpha-2 code such as "VN"'
+#: ``[log] level`` values, lowest first (the names of :mod:`logging`, lower case).
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +178,8 @@ class LedgerConfig:
     path: str = ""
     url: str = ""
     chain: str = ""
-    checkpoint_records: int = 10_000
-    checkpoint_seconds: float = 10.0
+    checkpoint_records: int = field(default=10_000, metadata=rules(at_least(1)))
+    checkpoint_seconds: float = field(default=10.0, metadata=rules(above(0)))
 
     def __post_init__(self) -> None:
         from signer.ledger.store import check_target, is_postgres
@@ -190,10 +192,6 @@ class LedgerConfig:
                 raise ConfigError("[ledger] url must be a postgresql:// URL")
         elif self.path and is_postgres(self.path):
             raise ConfigError("[ledger] path names a database: give a PostgreSQL URL as url")
-        if self.checkpoint_records < 1 or self.checkpoint_seconds <= 0:
-            raise ConfigError(
-                "[ledger] checkpoint_records must be 1 or more and checkpoint_seconds above 0"
-            )
 
 
 IDENTITY_MODES = ("cn", "san_dns", "san_uri")
@@ -235,6 +233,17 @@ class DevConfig:
     key_algorithms: tuple[str, ...] = field(
         default=("ES256",), metadata=rules(each(one_of("ES256", "PS256")))
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Log lines (issue 11 §2): ``json`` (one JSON object a line, for a log collector) or
+    ``text`` (for a console). A config file logs JSON unless it says ``text``; the dev
+    appliance (no ``--config``) logs text. ``level`` is the lowest level written: at
+    ``warning`` the one line per RPC (level info) is left out."""
+
+    level: str = field(default="info", metadata=rules(one_of(*LOG_LEVELS)))
+    format: str = field(default="json", metadata=rules(one_of("json", "text")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +337,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     @property
     def dev_dir(self) -> Path:
@@ -453,7 +463,11 @@ def available_cores() -> int:
 
 def dev_defaults() -> Config:
     """The embedded development appliance (``signer serve`` without ``--config``)."""
-    return Config(dev=DevConfig(bootstrap=True), policy=PolicyConfig(default="issuer"))
+    return Config(
+        dev=DevConfig(bootstrap=True),
+        policy=PolicyConfig(default="issuer"),
+        log=LogConfig(format="text"),
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

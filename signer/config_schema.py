@@ -108,6 +108,12 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
+def _toml_key(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted (a key a file spelled
+    ``"a\\nb" = 1`` must not break the one-line message)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
 class Where:
     """Where a value sits, for messages: ``signer.toml: [server] port``."""
 
@@ -123,7 +129,7 @@ class Where:
 
     def __str__(self) -> str:
         place = f"[{self.table}]" if not self.table.startswith("[") else self.table
-        return f"{self.source}: {place}{' ' + self.key if self.key else ''}"
+        return f"{self.source}: {place}{' ' + _toml_key(self.key) if self.key else ''}"
 
     def error(self, value: Any, expected: str) -> ConfigError:
         return ConfigError(f"{self} = {show(value)}: expected {expected}")

@@ -7,19 +7,22 @@ Runs in a short-lived child process, so the supervisor itself never loads the PK
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import secrets
 import sys
+from collections.abc import Callable
 
 from hsm import HsmError, SoftHsm
 from signer.config import Config
 from signer.domain import Alg
 from signer.errors import BackendError, SignerError
 from signer.keys.devca import ensure_dev_keys
+from signer.logs import configure
 from signer.token import open_token
 
 
-def prepare_dev_environment(config: Config) -> None:
+def prepare_dev_environment(config: Config, say: Callable[[str], None] = print) -> None:
     """Lay out SoftHSM under the dev directory and create the token and dev keys if missing."""
     if not config.dev.bootstrap:
         return
@@ -33,10 +36,7 @@ def prepare_dev_environment(config: Config) -> None:
         pin_file.write_text(secrets.token_hex(8) + "\n")
     try:
         if not softhsm.has_token(config.hsm.token_label):
-            print(
-                f"creating SoftHSM token {config.hsm.token_label!r} in {softhsm.directory}",
-                flush=True,
-            )
+            say(f"creating SoftHSM token {config.hsm.token_label!r} in {softhsm.directory}")
             softhsm.init_token(config.hsm.token_label, config.read_pin(), secrets.token_hex(8))
     except HsmError as e:
         raise BackendError(str(e)) from e
@@ -50,6 +50,8 @@ def prepare_dev_environment(config: Config) -> None:
 
 
 def _ensure_keys_in_child(config: Config) -> None:
+    configure(config.log, "dev-setup")
+    log = logging.getLogger(__name__)
     try:
         token = open_token(config)
         try:
@@ -58,12 +60,12 @@ def _ensure_keys_in_child(config: Config) -> None:
                 config.dev_dir,
                 config.issuer.country,
                 [Alg(a) for a in config.dev.key_algorithms],
-                lambda line: print(line, flush=True),
+                log.info,
                 config.officers_dir,
                 config.dev_roster_pin_file,
             )
         finally:
             token.close()
     except (HsmError, SignerError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        log.error("%s", e)
         sys.exit(1)

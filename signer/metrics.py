@@ -3,7 +3,9 @@
 The front process and the workers write to prometheus_client's multiprocess files
 (``PROMETHEUS_MULTIPROC_DIR``, set by the front before it imports this module or starts a worker);
 the front serves ``/metrics`` by merging them.
-Counters are bumped once per batch, not per item, to keep the hot path free of metric writes.
+Counters are bumped once per batch or chunk, not per item, to keep the hot path free of metric
+writes. What the front reads from its own state at scrape time (HSM sessions, every process's
+CPU and memory, build info) is :mod:`signer.front.scrape`'s collector, not a file here.
 """
 
 from __future__ import annotations
@@ -28,12 +30,58 @@ BATCH_SECONDS = Histogram(
 )
 CHUNK_SECONDS = Histogram(
     "hcert_chunk_seconds",
-    "Time a worker spends on one chunk of a batch (validation, signing, encoding).",
+    "Time a worker spends on one chunk of a batch (validation, HSM signing, encoding): the "
+    "HSM side of a chunk, queueing left out (hcert_chunk_queue_seconds).",
     buckets=_BUCKETS,
+)
+CHUNK_QUEUE_SECONDS = Histogram(
+    "hcert_chunk_queue_seconds",
+    "Time a chunk waits from its batch's admission until a worker starts on it (the front's "
+    "queue and the worker's one waiting slot).",
+    buckets=_BUCKETS,
+)
+BATCH_ITEMS = Histogram(
+    "hcert_batch_items",
+    "Items per batch received (parsed, refused or not), by RPC.",
+    ["rpc"],
+    buckets=(1, 4, 16, 64, 128, 256, 512, 1000, 2500, 5000, 10_000, 100_000),
+)
+CLIENT_ITEMS = Counter(
+    "hcert_client_items_total",
+    "Items of the batches admitted, by client: the policy's client names, 'other' for every "
+    "client it does not name.",
+    ["client"],
+)
+CLIENT_REFUSALS = Counter(
+    "hcert_client_refusals_total",
+    "Calls refused by the front, by client (the policy's names or 'other') and reason; the "
+    "quota rejections are the reasons over_burst, rate, daily, client_in_flight, "
+    "total_in_flight and deadline.",
+    ["client", "reason"],
+)
+LEDGER_WRITE_SECONDS = Histogram(
+    "hcert_ledger_write_seconds",
+    "Time of one ledger commit (the records of one or more batches), failed ones included.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+#: go-grpc-prometheus / py-grpc-prometheus names and labels; the front counts every RPC.
+_GRPC = ["grpc_type", "grpc_service", "grpc_method"]
+GRPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", _GRPC)
+GRPC_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by status code (refusals and health checks included).",
+    [*_GRPC, "grpc_code"],
+)
+GRPC_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from an RPC's start to its status, by method and status code.",
+    [*_GRPC, "grpc_code"],
+    buckets=(0.0005, *_BUCKETS, 30.0, 60.0),
 )
 REFUSALS = Counter(
     "hcert_refusals_total",
-    "Calls refused by the front, by reason (permission, quota reasons, draining, no_worker).",
+    "Calls refused by the front, by reason (permission, quota reasons, deadline, malformed, "
+    "over_max_batch, draining, no_worker, ledger).",
     ["reason"],
 )
 REFUSAL_SECONDS = Histogram(
@@ -109,13 +157,13 @@ KEY_STATE = Gauge(
     multiprocess_mode="livemax",
 )
 DSC_NOT_AFTER = Gauge(
-    "hcert_dsc_not_after_seconds",
+    "hcert_dsc_not_after_timestamp_seconds",
     "DSC notAfter, seconds since the epoch, by kid.",
     ["kid", "label"],
     multiprocess_mode="livemax",
 )
 KEY_USAGE_END = Gauge(
-    "hcert_key_usage_end_seconds",
+    "hcert_key_usage_end_timestamp_seconds",
     "End of the DSC private key's usage period, seconds since the epoch, by kid: the DSC's "
     "PrivateKeyUsagePeriod notAfter, else activation + [issuer] key_usage_days.",
     ["kid", "label"],

@@ -20,7 +20,7 @@ import grpc
 
 from signer import metrics
 from signer.config import Config
-from signer.front import checks
+from signer.front import calls, checks
 from signer.front.chunks import ledger_entries, refuse_repeated_uvcis, rejected, split
 from signer.front.policy import Grant, Policy
 from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
@@ -108,6 +108,10 @@ class Front:
     def close(self) -> None:
         self._qr.close()
 
+    def observer(self) -> calls.CallObserver:
+        """The interceptor that counts, times and logs every RPC of the server."""
+        return calls.CallObserver(self._identity)
+
     def handler(self) -> grpc.GenericRpcHandler:
         def raw(request: bytes) -> bytes:
             return request
@@ -132,7 +136,7 @@ class Front:
                 grant = self._admit_call(rpc, context)
                 if rpc != "GetTrustList":
                     self._refuse_when_full(grant, context)
-                request = _parse(rpc, raw)
+                request = _parse(rpc, raw, grant)
                 if rpc == "GetTrustList":
                     return self._trust_list()
                 return await self._batch(rpc, raw, request, grant, context)
@@ -178,7 +182,7 @@ class Front:
                         break
                     received += 1
                     try:
-                        request = _parse("SignStream", raw)
+                        request = _parse("SignStream", raw, grant)
                     except _Abort as e:
                         # Batches before it are answered first, in order; then the status says
                         # which message was bad.
@@ -224,15 +228,16 @@ class Front:
 
     def _admit_call(self, rpc: str, context: grpc.aio.ServicerContext) -> Grant:
         """Who is calling, and may they call this at all (before any parsing)."""
-        grant = self._policy.grant(self._identity(context))
+        call = calls.current()
+        grant = self._policy.grant(call.client if call else self._identity(context))
         if not grant.allows(rpc):
-            metrics.REFUSALS.labels("permission").inc()
+            _refused(grant, "permission")
             raise _Abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"client {grant.identity!r} may not call {rpc} ([policy])",
             )
         if self.draining.is_set():
-            metrics.REFUSALS.labels("draining").inc()
+            _refused(grant, "draining")
             raise _Abort(grpc.StatusCode.UNAVAILABLE, "the appliance is shutting down")
         return grant
 
@@ -241,7 +246,7 @@ class Front:
         no room in flight, or the work queued already takes longer than the caller will wait."""
         refusal = self._admission.full(grant) or self._too_late(0, context)
         if refusal is not None:
-            metrics.REFUSALS.labels(refusal.reason).inc()
+            _refused(grant, refusal.reason)
             raise _Abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, retry_info_trailer(refusal)
             )
@@ -276,20 +281,25 @@ class Front:
         self, rpc: str, raw: bytes, request: Any, grant: Grant, context: grpc.aio.ServicerContext
     ) -> bytes:
         count = len(request.items)
+        call = calls.current()
+        if call is not None:
+            call.items += count  # a stream's batches add up
         if count == 0:
             return b""  # no items, no results: the empty response (nothing to admit or sign)
+        metrics.BATCH_ITEMS.labels(rpc).observe(count)
         if count > self._max_batch:
+            _refused(grant, "over_max_batch")
             raise _Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"batch of {count} items is over the limit of {self._max_batch}",
             )
         if not self._pool.accepting:
-            metrics.REFUSALS.labels("no_worker").inc()
+            _refused(grant, "no_worker")
             raise _Abort(
                 grpc.StatusCode.UNAVAILABLE, "no signing worker is logged in to the HSM; retry"
             )
         if _signs(rpc, request) and not self._ledger.healthy:
-            metrics.REFUSALS.labels("ledger").inc()
+            _refused(grant, "ledger")
             raise _Abort(
                 grpc.StatusCode.UNAVAILABLE,
                 f"the issuance ledger cannot be written, so nothing is signed; retry "
@@ -299,12 +309,13 @@ class Front:
             grant, count, time.time()
         )
         if isinstance(admitted, Refusal):
-            metrics.REFUSALS.labels(admitted.reason).inc()
+            _refused(grant, admitted.reason)
             raise _Abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 admitted.message,
                 retry_info_trailer(admitted),
             )
+        metrics.CLIENT_ITEMS.labels(grant.metric_label).inc(count)
         try:
             return await self._dispatch(rpc, raw, request, grant, context)
         finally:
@@ -393,6 +404,12 @@ class Front:
         return refused
 
 
+def _refused(grant: Grant, reason: str) -> None:
+    """Count a refusal, for the appliance and for the client (bounded by the policy)."""
+    metrics.REFUSALS.labels(reason).inc()
+    metrics.CLIENT_REFUSALS.labels(grant.metric_label, reason).inc()
+
+
 def _discard(chunk: Chunk) -> None:
     """Count the signatures of a chunk that finished for a batch that will not be answered."""
     future = chunk.future
@@ -422,15 +439,19 @@ def _operator(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-def _parse(rpc: str, raw: bytes) -> Any:
+def _parse(rpc: str, raw: bytes, grant: Grant) -> Any:
     try:
         return checks.parse(rpc, raw)
     except checks.MalformedRequestError as e:
-        metrics.REFUSALS.labels("malformed").inc()
+        _refused(grant, "malformed")
         raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
 
 
 async def _end(context: grpc.aio.ServicerContext, error: _Abort) -> None:
     if error.code is grpc.StatusCode.INTERNAL:
         limited_log.error("internal", "RPC ended with INTERNAL")
-    await context.abort(error.code, str(error), trailing_metadata=error.trailer)
+    trailer: tuple[tuple[str, str | bytes], ...] = error.trailer
+    call = calls.current()
+    if call is not None:  # the caller can quote it to whoever reads the log
+        trailer = (*trailer, (calls.REQUEST_ID_HEADER, call.request_id))
+    await context.abort(error.code, str(error), trailing_metadata=trailer)

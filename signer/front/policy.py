@@ -78,6 +78,12 @@ class Grant:
         permission = RPC_PERMISSIONS.get(rpc)
         return permission is not None and permission in self.permissions
 
+    @property
+    def metric_label(self) -> str:
+        """The client's metric label: its name when the policy names it, else ``"other"``
+        (labels stay bounded by the config, whatever identities connect)."""
+        return self.identity if self.known else OTHER_LABEL
+
     def may_sign(self, cert_type: CertType) -> bool:
         """Whether the client may sign (or re-issue) a certificate of this type."""
         return cert_type in self.types

@@ -76,6 +76,7 @@ class Chunk:
     retried: bool = False
     items: int = 0  # for the backlog estimate (0: a ledger chunk)
     sent: float = 0.0  # loop time it was written to a worker
+    queued: float = 0.0  # loop time it was submitted
 
 
 @dataclass(eq=False)
@@ -133,6 +134,19 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers.values()]
 
+    def sessions(self) -> tuple[int, int]:
+        """HSM sessions open (workers logged in) and in use (with a chunk at their worker);
+        read by the metrics server's thread at scrape time, so from a snapshot."""
+        workers = list(self._workers.values())
+        return (
+            sum(1 for w in workers if w.status is not None),
+            sum(1 for w in workers if w.status is not None and w.in_flight),
+        )
+
+    def processes(self) -> list[tuple[int, int]]:
+        """(index, pid) of every worker process running (a snapshot, for scrapes)."""
+        return [(w.index, w.process.pid) for w in list(self._workers.values())]
+
     def started(self) -> bool:
         """The first login attempt is decided, and every started worker has reported once (or
         failed and waits for its restart)."""
@@ -141,6 +155,7 @@ class WorkerPool:
         )
 
     def submit(self, chunk: Chunk) -> None:
+        chunk.queued = asyncio.get_running_loop().time()
         self._backlog += chunk.items
         chunk.future.add_done_callback(lambda _: self._left(chunk))
         self._queue.put(chunk.client, chunk)
@@ -257,7 +272,9 @@ class WorkerPool:
         sent or the previous one came back, whichever is later."""
         now = asyncio.get_running_loop().time()
         if chunk is not None and chunk.items:
-            per_item = (now - max(chunk.sent, worker.last_done)) / chunk.items
+            begun = max(chunk.sent, worker.last_done)
+            metrics.CHUNK_QUEUE_SECONDS.observe(max(0.0, begun - chunk.queued))
+            per_item = (now - begun) / chunk.items
             previous = self._seconds_per_item
             self._seconds_per_item = (
                 previous + RATE_WEIGHT * (per_item - previous) if self._measured else per_item

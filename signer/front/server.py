@@ -29,9 +29,11 @@ from signer.errors import BackendError, ConfigError
 from signer.front.tls import check_listen_security
 from signer.keys.csca import load_cscas
 from signer.keys.roster import approval_policy
+from signer.logs import configure as configure_logging
 from signer.token import resolve_module
 
 if TYPE_CHECKING:
+    from signer.front.handlers import Front
     from signer.front.pool import WorkerPool
     from signer.ledger.checkpointer import Checkpointer
     from signer.ledger.writer import LedgerWriter
@@ -42,11 +44,14 @@ START_TIMEOUT = 120.0
 def serve(
     config: Config, ready_file: Path | None = None, say: Callable[[str], None] = print
 ) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s front %(levelname)s %(name)s: %(message)s"
-    )
+    """Run the appliance until SIGTERM; the exit status. ``say`` prints what the person at the
+    console reads (the banner, start-up steps); with JSON logs those lines are log lines too, so
+    that every line of the output parses."""
+    configure_logging(config.log, "front")
+    if config.log.format == "json":
+        say = logging.getLogger("signer.front.server").info
     check_listen_security(config.server.host, config.tls)
-    prepare_dev_environment(config)
+    prepare_dev_environment(config, say)
     if config.dev.bootstrap:
         resolve_module(config)  # the dev token is made with SoftHSM, here and now
     else:
@@ -100,10 +105,10 @@ async def _serve(
     checkpointer = _checkpointer(config, ledger, pool)
     for name in ("", SERVICE):
         await health_servicer.set(name, not_serving)
-    server, port = _listen(config, front.handler(), health_servicer)
+    server, port = _listen(config, front, health_servicer)
     ledger.open()
     await server.start()
-    metrics_port = _start_metrics(config, metrics_dir)
+    metrics_port = _start_metrics(config, metrics_dir, pool)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -170,7 +175,7 @@ def _checkpointer(config: Config, ledger: LedgerWriter, pool: WorkerPool) -> Che
     )
 
 
-def _listen(config: Config, handler: Any, health_servicer: Any) -> tuple[Any, int]:
+def _listen(config: Config, front: Front, health_servicer: Any) -> tuple[Any, int]:
     """The gRPC server, bound to its address alone (no SO_REUSEPORT)."""
     import grpc
     from grpc_health.v1 import health, health_pb2_grpc
@@ -182,13 +187,14 @@ def _listen(config: Config, handler: Any, health_servicer: Any) -> tuple[Any, in
     # A full batch of maximal payloads must fit in one message (plus ids and framing).
     limit = max(4 << 20, config.server.max_batch * (config.server.max_payload_bytes + 1024))
     server = grpc.aio.server(
+        interceptors=[front.observer()],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
         ],
     )
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((front.handler(),))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -210,12 +216,15 @@ def _listen(config: Config, handler: Any, health_servicer: Any) -> tuple[Any, in
     return server, port
 
 
-def _start_metrics(config: Config, metrics_dir: str) -> int:
+def _start_metrics(config: Config, metrics_dir: str, pool: WorkerPool) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    from signer.front.scrape import FrontCollector
+
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+    registry.register(FrontCollector(pool, os.getpid()))
     try:
         httpd, _thread = start_http_server(
             config.server.metrics_port, addr=config.server.metrics_host, registry=registry

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
@@ -115,14 +116,17 @@ class LedgerWriter:
             while self._pending:
                 group, self._pending = self._pending, []
                 entries = [entry for batch, _ in group for entry in batch]
+                started = time.perf_counter()
                 try:
                     await loop.run_in_executor(self._thread, self.store.append, entries)
                 except LedgerError as e:
+                    metrics.LEDGER_WRITE_SECONDS.observe(time.perf_counter() - started)
                     self._fail(str(e))
                     for _, future in group:
                         if not future.done():
                             future.set_exception(LedgerError(str(e)))
                     continue
+                metrics.LEDGER_WRITE_SECONDS.observe(time.perf_counter() - started)
                 metrics.LEDGER_RECORDS.inc(len(entries))
                 self.on_append(len(entries))
                 for _, future in group:

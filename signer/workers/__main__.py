@@ -6,23 +6,21 @@ the first message; PKCS#11 is loaded only here, in the started process (ADR 0001
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 
+from signer.logs import configure
 from signer.workers import wire
 
 
 def main(argv: list[str]) -> int:
     fd, index = int(argv[0]), int(argv[1])
     sock = socket.socket(fileno=fd)
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s",
-    )
     first = wire.receive(sock)
     if first is None or first[0] != "config":
         return 2
+    # The front's format and level; the lines go to the stderr this process inherited from it.
+    configure(first[1].log, "worker", index)
     from signer.workers.process import run
 
     return run(sock, first[1], index)

@@ -161,6 +161,11 @@ def exported(exercised: Appliance) -> set[str]:
         "hcert_batch_seconds_bucket",
         "hcert_ledger_checkpoints_total",
         "hcert_hsm_errors_total",
+        "hcert_client_refusals_total",
+        "hcert_chunk_queue_seconds_bucket",
+        "hcert_ledger_write_seconds_bucket",
+        "grpc_server_handled_total",
+        "process_resident_memory_bytes",
     } <= names
     return names
 

@@ -169,7 +169,7 @@ def _rotate_and_check(tmp_path: Path, first: Appliance, second: Appliance) -> No
     # Private-key usage end: the dev DSC has no PrivateKeyUsagePeriod → activation + 183 days.
     usage_end = sample(
         scrape(first.metrics_port),
-        "hcert_key_usage_end_seconds",
+        "hcert_key_usage_end_timestamp_seconds",
         kid=base64.b64encode(bytes.fromhex(new_kid)).decode(),
         label=NEW,
     )

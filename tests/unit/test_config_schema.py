@@ -199,7 +199,7 @@ def test_every_default_written_back_loads_as_the_default() -> None:
         ({"validation": {"name_deny_list": ["A", 1]}}, "name_deny_list = 1: expected a string"),
         ({"officers": {"required_approvals": 1}}, "required_approvals = 1: expected ≥ 2"),
         ({"quotas": {"burst": 0}}, "[quotas] burst = 0: expected ≥ 1"),
-        ({"ledger": {"checkpoint_records": 0}}, "[ledger] checkpoint_records must be 1 or more"),
+        ({"ledger": {"checkpoint_records": 0}}, "[ledger] checkpoint_records = 0: expected ≥ 1"),
     ],
 )
 def test_the_issue_cases_name_the_file_key_value_and_expectation(

@@ -65,3 +65,35 @@ def test_two_bugs_are_two_kinds() -> None:
         except ValueError as e:
             kinds.add(error_kind("Verify", e))
     assert len(kinds) == 2
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_configure_writes_one_line_in_the_format_asked(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from signer.config import LogConfig
+    from signer.logs import configure
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure(LogConfig(level="info", format=fmt), "worker", 3)
+        logging.getLogger("test.configure").info("a %s", "line\nwith a newline", extra={"items": 7})
+        logging.getLogger("test.configure").debug("below the level")
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    if fmt == "json":
+        assert len(lines) == 1
+        entry = json.loads(lines[0])
+        assert next(iter(entry)) == "time"
+        assert entry["message"] == "a line\nwith a newline"
+        assert (entry["level"], entry["role"], entry["worker"], entry["items"]) == (
+            "INFO", "worker", 3, 7
+        )  # fmt: skip
+    else:
+        assert " worker-3 INFO test.configure: a line" in lines[0]
+        assert not any("below the level" in line for line in lines)
