@@ -14,7 +14,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 ITEMS = Counter(
     "hcert_items_total",
-    "Batch items processed, by outcome (signed / valid for validate_only / rejected).",
+    "Batch items processed, by outcome: signed, valid (validate_only) or rejected as the "
+    "workers answered them; withheld: signed, then refused by the front (a UVCI repeated "
+    "across chunks, Reissue of what this appliance did not issue or was revoked) and never "
+    "handed out. Handed out = signed - withheld.",
     ["outcome"],
 )
 ITEM_ERRORS = Counter(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from signer import metrics
 from signer.api.v1 import signer_pb2 as pb
 from signer.front.checks import REQUESTS
 from signer.front.pool import ChunkResult
@@ -22,12 +23,16 @@ MIN_CHUNK, MAX_CHUNK = 4, 128
 
 
 def rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:
-    """The chunk response with the items at these indexes turned from signed to rejected."""
+    """The chunk response with the items at these indexes turned from signed to rejected. The
+    workers counted them as signed; they are counted again as ``withheld`` (signed, never
+    handed out) with their error codes."""
     response = pb.SignBatchResponse.FromString(response_bytes)
     for index, (code, path, message) in errors.items():
         result = response.results[index]
         result.ClearField("signed")
         result.rejected.errors.add(code=code, path=path, message=message)
+        metrics.ITEM_ERRORS.labels(code).inc()
+    metrics.ITEMS.labels("withheld").inc(len(errors))
     return response.SerializeToString()
 
 

@@ -361,11 +361,12 @@ def test_token_written_by_another_process(tmp_path: Path) -> None:
 def test_token_reinitialised_under_the_appliance(tmp_path: Path) -> None:
     """§5: the token is wiped and initialised afresh under the running appliance (same label and
     user PIN, as whoever administers the HSM could): no process crashes, nothing is signed with
-    anything (no key the officers activated exists any more), health turns NOT_SERVING and
-    calls get UNAVAILABLE, never an item signed by a key nobody approved."""
+    anything (no key the officers activated exists any more): health turns NOT_SERVING and
+    items get ``no_key``, never a signature by a key nobody approved."""
     appliance, process = start_appliance(tmp_path / "run")
     try:
         wait_serving(appliance)
+        dscs = appliance.dsc_by_kid()
         dev = appliance.directory / "dev"
         softhsm = SoftHsm(dev / "softhsm")
         shutil.rmtree(dev / "softhsm" / "tokens")
@@ -373,9 +374,24 @@ def test_token_reinitialised_under_the_appliance(tmp_path: Path) -> None:
         softhsm.init_token("hcert-dev", (dev / "user.pin").read_text().strip(), "87654321")
         assert softhsm.has_token("hcert-dev")  # an empty token under the same label and PIN
         wait_until(lambda: True if _health(appliance) == NOT_SERVING else None, 60, "NOT_SERVING")
-        with pytest.raises(grpc.RpcError) as refused:
-            stub(appliance.address).SignBatch(_batch(5, "r", 6), timeout=30)
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        def nothing_signs() -> bool | None:
+            """Every item ``no_key`` once the workers have re-read the token: no key the
+            officers activated is left (as with no active key at all: NOT_SERVING and
+            ``no_key``, test_server_lifecycle). Meanwhile a call may be UNAVAILABLE (a worker
+            lost its session), or answered from the key handles a worker still had, and then
+            only with a key the officers approved (it verifies under a DSC served before)."""
+            try:
+                answer = stub(appliance.address).SignBatch(_batch(5, "r", 6), timeout=30)
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                return None
+            signed = [r for r in answer.results if r.HasField("signed")]
+            assert all(hc1_verifies(r.signed.hc1, dscs[r.signed.kid]) for r in signed)
+            codes = {e.code for r in answer.results for e in r.rejected.errors}
+            return True if not signed and codes == {"no_key"} else None
+
+        wait_until(nothing_signs, 30, "every item no_key")
         assert process.poll() is None
         assert "Traceback" not in _log(appliance)
     finally:

@@ -21,7 +21,7 @@ from signer.bench.payloads import vaccination_payloads
 from signer.cli import main
 from tests.conftest import Appliance
 from tests.independent import hc1_claims, hc1_verifies
-from tests.integration.helpers import CoseParts, signature_hash
+from tests.integration.helpers import CoseParts, sample, scrape, signature_hash
 
 
 def _payload(seed: int) -> dict[str, Any]:
@@ -71,6 +71,7 @@ def test_revoked_certificates_are_not_reissued_and_are_exported(
 
     # Revoke the first by its UVCI: Reissue refuses it and signs the second.
     _revoke(appliance, "--uci", first["v"][0]["ci"], capsys=capsys)
+    before = scrape(appliance.metrics_port)
     refused, renewed = _reissue(appliance, a.hc1, b.hc1)
     assert [(e.code, e.path) for e in refused.rejected.errors] == [("hc1_revoked", "")], refused
     assert renewed.HasField("signed"), renewed
@@ -84,6 +85,13 @@ def test_revoked_certificates_are_not_reissued_and_are_exported(
     assert [e.code for e in refused.rejected.errors] == ["hc1_revoked"], refused
     assert renewed_again.HasField("signed"), renewed_again
     assert hc1_verifies(renewed_again.signed.hc1, dscs[renewed_again.signed.kid])
+    # both refusals counted: signed by a worker, withheld by the front, by their code
+    after = scrape(appliance.metrics_port)
+    for name, labels in (
+        ("hcert_items_total", {"outcome": "withheld"}),
+        ("hcert_item_errors_total", {"code": "hc1_revoked"}),
+    ):
+        assert sample(after, name, **labels) - sample(before, name, **labels) == 2, name
 
     # The export: the first certificate under all three hashes, the second under its
     # SIGNATURE alone (its UVCI would revoke its re-issues), every hash computed here.
