@@ -159,6 +159,13 @@ KEY_STATE = Gauge(
     ["kid", "label", "state"],
     multiprocess_mode="livemax",
 )
+ACTIVE_KEYS = Gauge(
+    "hcert_active_keys",
+    "Active keys whose DSC is valid now and allows the certificate type, by type (0: that type "
+    "cannot be signed).",
+    ["type"],
+    multiprocess_mode="livemax",
+)
 DSC_NOT_AFTER = Gauge(
     "hcert_dsc_not_after_timestamp_seconds",
     "DSC notAfter, seconds since the epoch, by kid.",

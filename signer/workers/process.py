@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from hsm import HsmError, HsmToken
 from signer import metrics
 from signer.config import Config
+from signer.domain import CertType
 from signer.errors import BackendError, KeyStateError, RequestError, SignerError
 from signer.keys.csca import load_cscas
 from signer.keys.registry import KeyRegistry
@@ -249,6 +250,16 @@ def _unraisable_once(unraisable: sys.UnraisableHookArgs) -> None:
 def _publish_key_metrics(registry: KeyRegistry, serving: bool) -> None:
     metrics.WORKER_READY.labels(str(os.getpid())).set(1 if serving else 0)
     metrics.KEYS_MISSING.set(len(registry.missing))
+    now = time.time()
+    active = [
+        e
+        for e in registry.entries
+        if e.state is KeyState.ACTIVE and e.dsc.not_before <= now <= e.dsc.not_after
+    ]
+    for cert_type in CertType:
+        metrics.ACTIVE_KEYS.labels(cert_type.value).set(
+            sum(cert_type in e.dsc.types for e in active)
+        )
     for entry in registry.entries:
         kid = base64.b64encode(entry.dsc.kid).decode()
         metrics.DSC_NOT_AFTER.labels(kid, entry.label).set(entry.dsc.not_after)

@@ -110,9 +110,12 @@ def test_no_active_key_means_not_serving_and_no_key_rejections(tmp_path: Path) -
 
         assert process.poll() is None, "the front exited"
         assert all(alive(pid) for pid in appliance.pids)
-        assert (
-            sample(scrape(appliance.metrics_port), "hcert_item_errors_total", code="no_key") >= 12
-        )
+        samples = scrape(appliance.metrics_port)
+        assert sample(samples, "hcert_item_errors_total", code="no_key") >= 12
+        # every certificate type reported as unsignable (the HcertSignerTypeWithoutKey alert)
+        for cert_type in ("vaccination", "test", "recovery"):
+            assert ("hcert_active_keys", frozenset({("type", cert_type)})) in samples
+            assert sample(samples, "hcert_active_keys", type=cert_type) == 0
     finally:
         stop_appliance(process)
 
