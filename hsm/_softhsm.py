@@ -6,10 +6,13 @@ here runs there. ``SOFTHSM2_CONF`` must be set before the module is loaded in a 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pty
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,66 @@ def find_softhsm_module() -> str | None:
         if os.path.exists(candidate):
             return candidate
     return None
+
+
+#: Where SoftHSM reads its configuration when ``SOFTHSM2_CONF`` is not set (Debian's build).
+DEFAULT_CONF = "/etc/softhsm/softhsm2.conf"
+
+
+def is_softhsm(module_path: str) -> bool:
+    return os.path.basename(module_path).startswith("libsofthsm2")
+
+
+def softhsm_token_dir(environ: dict[str, str] | None = None) -> Path | None:
+    """The token directory the SoftHSM library of this process uses (``directories.tokendir``
+    of the file ``SOFTHSM2_CONF`` names), or None when it cannot be read."""
+    conf = (os.environ if environ is None else environ).get("SOFTHSM2_CONF", DEFAULT_CONF)
+    try:
+        text = Path(conf).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "directories.tokendir" and value.strip():
+            return Path(value.strip())
+    return None
+
+
+def softhsm_store_of(module_path: str) -> Path | None:
+    """The token directory to lock for ``module_path``: SoftHSM's, as the library will read it
+    at C_Initialize (call before loading it); None for every other module."""
+    return softhsm_token_dir() if is_softhsm(module_path) else None
+
+
+@contextlib.contextmanager
+def token_store_lock(directory: Path | None, *, exclusive: bool) -> Iterator[None]:
+    """Hold SoftHSM's token store while this process reads or writes ``token.object``.
+
+    SoftHSM 2.6.1 rewrites ``token.object`` on every C_Login (``Token::loginUser`` stores the
+    PIN-count-low flag whatever it was), and its writer lets readers in too early: it truncates
+    the file under an fcntl lock, writes through a stdio buffer and releases the lock before
+    ``fclose`` flushes that buffer (``ObjectFile::writeAttributes``, ``File::~File``). A
+    process that initialises the library, lists tokens (C_GetTokenInfo) or logs in during that
+    window reads an empty or cut file, marks its token object invalid and keeps answering
+    CKR_GENERAL_ERROR ("cannot list tokens") or CKR_TOKEN_NOT_PRESENT until it finalises the
+    library: the flaky worker start of issue 9 §12, one worker logging in while another one
+    started. Every process of ours takes an flock on the token directory (``directory``, from
+    :func:`softhsm_store_of`) around those calls: shared to read, exclusive to log in. With
+    None (a vendor HSM, p11-kit) nothing is locked.
+    """
+    if directory is None:
+        yield
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield  # no store there: the library will say so in its own words
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def init_token_command(util: str, label: str) -> list[str]:

@@ -35,6 +35,7 @@ from hsm._keys import (
     public_key_der,
 )
 from hsm._mechanisms import attribute_mapper
+from hsm._softhsm import softhsm_store_of, token_store_lock
 
 _P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")  # DER OID secp256r1
 
@@ -65,8 +66,11 @@ class HsmToken:
     """A read/write user session on one token. Use from one thread only (see package docs)."""
 
     def __init__(self, module_path: str, token_label: str, pin: str) -> None:
+        # SoftHSM's token directory, as its C_Initialize reads SOFTHSM2_CONF now (issue 9 §12).
+        self._store = softhsm_store_of(module_path)
         try:
-            self._lib = pkcs11.lib(module_path)
+            with token_store_lock(self._store, exclusive=False):  # C_Initialize reads the store
+                self._lib = pkcs11.lib(module_path)
         except (OSError, RuntimeError, PKCS11Error) as e:
             raise HsmError(f"cannot load PKCS#11 module {module_path!r}: {e}") from e
         self.module_path = module_path
@@ -80,7 +84,11 @@ class HsmToken:
         ]
 
     def _login(self) -> pkcs11.Session:
-        token = self._find_token()
+        with token_store_lock(self._store, exclusive=True):  # C_Login writes the store
+            return self._open_logged_in()
+
+    def _open_logged_in(self) -> pkcs11.Session:
+        token = self._find_token_unlocked()
         try:
             return token.open(rw=True, user_pin=self._pin, attribute_mapper=attribute_mapper())
         except UserAlreadyLoggedIn:
@@ -96,6 +104,10 @@ class HsmToken:
             raise HsmError.of(f"cannot log in to token {self.token_label!r}", e) from e
 
     def _find_token(self) -> pkcs11.Token:
+        with token_store_lock(self._store, exclusive=False):
+            return self._find_token_unlocked()
+
+    def _find_token_unlocked(self) -> pkcs11.Token:
         try:
             return self._lib.get_token(token_label=self.token_label)
         except NoSuchToken as e:

@@ -137,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--seconds", type=float, default=10.0, help="duration of the raw phase")
     bench.add_argument("--items", type=int, default=200_000, help="items in the end-to-end phase")
-    bench.add_argument("--batch", type=int, default=1000, help="items per request")
+    bench.add_argument(
+        "--batch", type=int, help="items per request (default 1000; 100 with --soak-minutes)"
+    )
     bench.add_argument(
         "--concurrency", type=int, default=8, help="requests in flight, one connection each"
     )
@@ -161,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         "the bench's chain) instead of a fresh SQLite file in the bench's temporary directory",
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    _add_soak_options(bench)
 
     from signer.keys.cli_parser import add_devca_parser, add_keys_parser
 
@@ -189,6 +192,33 @@ def _add_dev_tls_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     dev_tls.add_argument(
         "--days", type=int, default=30, help="server and client validity (default 30)"
+    )
+
+
+def _add_soak_options(bench: argparse.ArgumentParser) -> None:
+    """``signer bench --soak-minutes`` (issue 9 §11, docs/soak.md)."""
+    soak = bench.add_argument_group(
+        "soak (issue 9 §11)",
+        "with --soak-minutes the bench measures capacity, then runs at --load of it for that "
+        "long, reporting errors (must be 0), latency percentiles and the RSS of every server "
+        "process over time",
+    )
+    soak.add_argument("--soak-minutes", type=float, help="run a soak of this many minutes")
+    soak.add_argument("--load", type=float, default=0.8, help="fraction of capacity (0.8)")
+    soak.add_argument(
+        "--capacity-seconds", type=float, default=30.0, help="how long to measure capacity (30)"
+    )
+    soak.add_argument(
+        "--window", type=float, default=30.0, help="seconds per report line and RSS sample (30)"
+    )
+    soak.add_argument(
+        "--max-in-flight", type=int, default=64, help="batches outstanding at most (64)"
+    )
+    soak.add_argument(
+        "--max-rss-growth-mib",
+        type=float,
+        default=32.0,
+        help="fail when a server process grows more than this after the first window (32)",
     )
 
 
@@ -304,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_verify(args)
         if args.command == "bench":
-            from signer.bench import run_bench
+            from signer.bench import run
 
-            return run_bench(args)
+            return run(args)
         if args.command == "keys":
             from signer.keys import cli as keys_cli
 

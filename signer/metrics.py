@@ -102,6 +102,12 @@ DISCARDED = Counter(
     "never recorded in the ledger.",
 )
 WORKER_RESTARTS = Counter("hcert_worker_restarts_total", "Signing worker processes restarted.")
+LOST_CHUNKS = Counter(
+    "hcert_worker_lost_chunks_total",
+    "Chunks in flight on a signing worker that died (issue 9 §6): retried once on another worker "
+    "(outcome retried) or, already retried or while stopping, answered UNAVAILABLE.",
+    ["outcome"],
+)
 LEDGER_RECORDS = Counter("hcert_ledger_records_total", "Issuance records committed to the ledger.")
 LEDGER_FAILURES = Counter(
     "hcert_ledger_write_failures_total",

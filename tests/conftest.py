@@ -68,11 +68,14 @@ def start_appliance(
     hsm_config: str = "",
     env: Mapping[str, str] | None = None,
     dev_bootstrap: bool = True,
+    own_session: bool = False,
 ) -> tuple[Appliance, subprocess.Popen[bytes]]:
     """Run ``signer serve`` as a real subprocess with a dev token under ``directory``; the dev
     bootstrap creates one active key per algorithm in ``key_algorithms``. ``hsm_config`` adds
     lines to ``[hsm]``, ``env`` to the server's environment; without ``dev_bootstrap`` the
-    config is a production one (``extra_config`` names the CSCA, officers, ledger, PIN)."""
+    config is a production one (``extra_config`` names the CSCA, officers, ledger, PIN). With
+    ``own_session`` the front leads a process group of its own (its workers in it), which
+    ``os.killpg`` ends at once, as a power cut or ``kill -9 -PGID`` would."""
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "signer.toml"
     algorithms = ", ".join(f'"{a}"' for a in key_algorithms)
@@ -117,6 +120,7 @@ roles = ["issuer", "hash-signer"]
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        start_new_session=own_session,
     )
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while not ready.exists():

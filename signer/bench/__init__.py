@@ -6,10 +6,24 @@
     machine sending pre-built SignBatch requests of realistic Vietnamese payloads.
 Prints certs/s, p50/p99 batch latency, server RSS and the ratio (b)/(a). A benchmark, not a test:
 the figures go into docs/performance.md with the machine they were measured on.
+
+With ``--soak-minutes`` it is a soak instead (issue 9 §11, ``_soak.py``, docs/soak.md).
 """
 
 from __future__ import annotations
 
-from signer.bench._run import run_bench
+import argparse
 
-__all__ = ["run_bench"]
+from signer.bench._run import run_bench
+from signer.bench._soak import run_soak
+
+__all__ = ["run", "run_bench", "run_soak"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """``signer bench``: the benchmark, or with ``--soak-minutes`` the soak."""
+    if args.soak_minutes is not None:
+        args.batch = args.batch or 100
+        return run_soak(args)
+    args.batch = args.batch or 1000
+    return run_bench(args)

@@ -293,10 +293,12 @@ class WorkerPool:
             if chunk.future.done():
                 continue
             if chunk.retried or self._stopping:
+                metrics.LOST_CHUNKS.labels("unavailable").inc()
                 chunk.future.set_exception(
                     ChunkError("backend", "the signing worker stopped while signing this batch")
                 )
             else:
+                metrics.LOST_CHUNKS.labels("retried").inc()
                 chunk.retried = True
                 self._queue.put(chunk.client, chunk)
         worker.in_flight.clear()

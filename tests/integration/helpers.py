@@ -203,6 +203,20 @@ def alive(pid: int) -> bool:
         return False
 
 
+def worker_pids(front: int) -> dict[int, int]:
+    """The front's live signing workers (``python -m signer.workers FD INDEX``) by index; not
+    the dev-setup child, not zombies waiting to be reaped."""
+    found: dict[int, int] = {}
+    for child in psutil.Process(front).children():
+        try:
+            command = child.cmdline()
+            if "signer.workers" in command and child.status() != psutil.STATUS_ZOMBIE:
+                found[int(command[-1])] = child.pid
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 

@@ -10,7 +10,6 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -30,6 +29,7 @@ from tests.integration.helpers import (
     to_json,
     trust_store,
     wait_until,
+    worker_pids,
 )
 
 MIB = 1 << 20
@@ -120,30 +120,17 @@ def test_no_active_key_means_not_serving_and_no_key_rejections(tmp_path: Path) -
         stop_appliance(process)
 
 
-def _worker_children(supervisor: int) -> set[int]:
-    """Signing worker processes of the front (not the dev-setup child)."""
-    found = set()
-    for child in psutil.Process(supervisor).children():
-        try:
-            cmdline = " ".join(child.cmdline())
-            if "signer.workers" in cmdline and child.status() != psutil.STATUS_ZOMBIE:
-                found.add(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 def test_killed_worker_is_replaced_and_signing_goes_on(tmp_path: Path) -> None:
     appliance, process = start_appliance(tmp_path)
     try:
         payload = to_json(vaccination_payloads(1, seed=2)[0])
-        assert _worker_children(process.pid) == set(appliance.pids)
+        assert set(worker_pids(process.pid).values()) == set(appliance.pids)
         victim, survivor = appliance.pids
 
         os.kill(victim, signal.SIGKILL)
 
         def replacement() -> int | None:
-            workers = _worker_children(process.pid)
+            workers = set(worker_pids(process.pid).values())
             new = workers - set(appliance.pids)
             return new.pop() if len(workers) == 2 and victim not in workers and new else None
 
@@ -163,7 +150,7 @@ def test_killed_worker_is_replaced_and_signing_goes_on(tmp_path: Path) -> None:
             assert result.HasField("signed"), result.rejected
             assert verify_hc1(result.signed.hc1, trust).ok
         assert process.poll() is None
-        assert _worker_children(process.pid) == {survivor, new_pid}
+        assert set(worker_pids(process.pid).values()) == {survivor, new_pid}
         log = (tmp_path / "serve.log").read_text()
         assert f"pid {victim}" in log and "restarting it" in log
         assert sample(scrape(appliance.metrics_port), "hcert_worker_restarts_total") >= 1

@@ -1,7 +1,9 @@
 """Fixtures for key-management tests: officers, a roster, and a KeyManager on the session token.
 
 The session ``hsm_token`` is shared by every in-process HSM test (PKCS#11 loads once per
-process), so each test uses labels of its own.
+process), so each test uses labels of its own, and a CSCA of its own (``dev_csca`` below): a
+registry serves only DSCs that chain to its CSCAs, so no test sees another test's keys, whatever
+order they run in (issue 9 §12).
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ def officers(tmp_path_factory: pytest.TempPathFactory) -> Officers:
     )
     mallory = OfficerKey.load(outside / "mallory.key.pem", unsigned_roster(outside, "mallory"))
     return Officers(a, b, c, outsider=mallory, policy=ApprovalPolicy(roster, required=2))
+
+
+@pytest.fixture
+def dev_csca(tmp_path_factory: pytest.TempPathFactory) -> DevCsca:
+    """A dev CSCA for this test alone, in place of the session's (tests/conftest.py).
+
+    The keys other tests left active in the shared token (an active recovery key, a key
+    activated later than this test's) would otherwise be selected by this test's registry:
+    ``test_pending_and_scheduled_keys_do_not_sign`` failed in 5 of 9 shuffled orders. With its
+    own CSCA a test's registry, KeyManager and imports see only the DSCs it issued."""
+    return DevCsca.load_or_create(tmp_path_factory.mktemp("csca"), "VN")
 
 
 class Clock:

@@ -25,8 +25,8 @@ from signer.keys.registry import KeyRegistry
 from signer.keys.state import STATE_APPLICATION, KeyState, KeyStateRecord
 from tests.unit.keys.conftest import Clock, Officers, unique
 
-# TEST only, ES256 only: the session token is shared, and tests/unit/keys/test_registry.py
-# expects no other active key for recovery / vaccination certificates.
+# The keys of these tests sign TEST certificates with ES256; each test's registry sees only the
+# DSCs of its own CSCA (tests/unit/keys/conftest.py), whatever other tests left in the token.
 TYPES = frozenset({CertType.TEST})
 
 

@@ -253,10 +253,3 @@ def test_an_approved_dsc_of_another_ca_is_never_listed_or_selected(
     trusting = KeyRegistry(hsm_token, officers.policy, (dev_csca.certificate, rogue_ca.certificate))
     trusting.refresh(time.time())
     assert "reg-rogue" in {a.entry.label for a in trusting._active}
-    # Retire it again: other tests expect no active recovery key in the shared token.
-    key = hsm_token.find_key("reg-rogue")
-    assert key is not None
-    write_dev_state(
-        hsm_token, "reg-rogue", key.key_id, Alg.ES256, rogue_der, KeyState.RETIRED, _now() + 1,
-        officers.pair,
-    )  # fmt: skip
