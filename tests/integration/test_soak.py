@@ -22,7 +22,7 @@ def test_a_short_soak_reports_no_error_latency_and_flat_rss(tmp_path: Path) -> N
     config = tmp_path / "signer.toml"
     config.write_text(
         f'[hsm]\npin_env = ""\n[dev]\nbootstrap = true\ndirectory = "{tmp_path / "dev"}"\n'
-        'key_algorithms = ["ES256"]\n'
+        'key_algorithms = ["ES256"]\n[policy]\ndefault = "issuer"\n'  # the load is "local"
     )
     figures_path = tmp_path / "soak.json"
     done = run_cli(
