@@ -123,6 +123,20 @@ def _parser() -> argparse.ArgumentParser:
         help="also check each DCC against the EU DCC JSON schema 1.3 (reason: schema)",
     )
 
+    _add_bench_parser(commands)
+
+    from signer.keys.cli_parser import add_devca_parser, add_keys_parser
+
+    add_keys_parser(commands)
+    add_devca_parser(commands)
+    add_audit_parser(commands)
+
+    _add_dev_tls_parser(commands)
+    _add_health_parser(commands)
+    return parser
+
+
+def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure the raw HSM sign rate and end-to-end HC1 issuance in one run",
@@ -140,8 +154,25 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--batch", type=int, help="items per request (default 1000; 100 with --soak-minutes)"
     )
+    bench.add_argument("--concurrency", type=int, default=8, help="requests in flight (8)")
     bench.add_argument(
-        "--concurrency", type=int, default=8, help="requests in flight, one connection each"
+        "--connections",
+        type=int,
+        help="client connections the requests in flight share, in turn (default: one each; 1 "
+        "is one channel, as an ordinary gRPC client has)",
+    )
+    bench.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat the end-to-end phase this many times on the same server and report each "
+        "run, their median (the figure the ratio uses) and the largest deviation from it",
+    )
+    bench.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve with mutual TLS (dev TLS files in the bench's temporary directory) and "
+        "connect with a client certificate: compare the ratio with a run without it",
     )
     bench.add_argument("--alg", choices=["ES256", "PS256"], default="ES256")
     bench.add_argument(
@@ -164,16 +195,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
     _add_soak_options(bench)
-
-    from signer.keys.cli_parser import add_devca_parser, add_keys_parser
-
-    add_keys_parser(commands)
-    add_devca_parser(commands)
-    add_audit_parser(commands)
-
-    _add_dev_tls_parser(commands)
-    _add_health_parser(commands)
-    return parser
 
 
 def _add_dev_tls_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

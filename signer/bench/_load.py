@@ -36,16 +36,38 @@ def build_requests(batch: int, alg: pb.Algorithm.ValueType, seed: int = 2022) ->
     return blobs
 
 
+#: A client's TLS material for the bench's mutual-TLS runs: PEM bytes of the CA, the client's
+#: certificate and its key (None: plaintext).
+ClientPems = tuple[bytes, bytes, bytes]
+
+
+def open_channel(address: str, tls: ClientPems | None, options: list[Any]) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    ca, cert, key = tls
+    credentials = grpc.ssl_channel_credentials(ca, key, cert)
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
 async def _drive(
-    address: str, blobs: list[bytes], requests: int, concurrency: int, done: Any = None
+    address: str,
+    blobs: list[bytes],
+    requests: int,
+    concurrency: int,
+    done: Any = None,
+    connections: int | None = None,
+    tls: ClientPems | None = None,
 ) -> dict[str, Any]:
+    """``concurrency`` requests in flight over ``connections`` client connections (default: one
+    each); request ``n`` in flight uses connection ``n % connections``."""
     options = [
         ("grpc.max_receive_message_length", 64 << 20),
         ("grpc.max_send_message_length", 64 << 20),
         ("grpc.use_local_subchannel_pool", 1),  # one connection per channel
     ]
-    channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(concurrency)]
-    calls = [ch.unary_unary(_METHOD) for ch in channels]
+    count = min(concurrency, connections or concurrency)
+    channels = [open_channel(address, tls, options) for _ in range(count)]
+    calls = [channels[lane % count].unary_unary(_METHOD) for lane in range(concurrency)]
     for ch in channels:
         await ch.channel_ready()
     latencies: list[float] = []
@@ -114,8 +136,15 @@ def run_stream(address: str, blobs: list[bytes], requests: int, out: Any, done: 
 
 
 def run_load(
-    address: str, blobs: list[bytes], requests: int, concurrency: int, out: Any, done: Any = None
+    address: str,
+    blobs: list[bytes],
+    requests: int,
+    concurrency: int,
+    out: Any,
+    done: Any = None,
+    connections: int | None = None,
+    tls: ClientPems | None = None,
 ) -> None:
     """Process entry point: drive the server, put the figures on ``out``; ``done`` as for
-    :func:`run_stream`."""
-    out.put(asyncio.run(_drive(address, blobs, requests, concurrency, done)))
+    :func:`run_stream`; ``connections`` and ``tls`` as for :func:`_drive`."""
+    out.put(asyncio.run(_drive(address, blobs, requests, concurrency, done, connections, tls)))

@@ -188,7 +188,7 @@ def test_help_of_every_command(tmp_path: Path) -> None:
         "serve": ("--config", "--port", "--sessions", "--tls-cert", "--client-ca", "--ready-file"),
         "sign": ("--server", "--out", "--batch", "--alg", "--quiet"),
         "trust-list": ("--server", "--out"),
-        "bench": ("--items", "--batch", "--concurrency", "--alg"),
+        "bench": ("--items", "--batch", "--concurrency", "--connections", "--runs", "--tls"),
     }
     for command in COMMANDS:
         shown = subprocess.run(
