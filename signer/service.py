@@ -5,7 +5,8 @@ items become :class:`ItemError` values; only faults of the whole request (too ma
 signing disabled, an unknown kid) or of the HSM raise. Per batch:
 
     parse JSON → validate (all errors of an item) → flag duplicate UVCIs → pick the key per type
-    → CWT → sign in the HSM → COSE → zlib → base45 for the whole batch
+    → CWT and its digest, every item → every signature in the HSM, back to back → COSE → zlib
+    → base45 for the whole batch
 
 QR codes are not made here: they cost ~400 signatures each and this is the HSM thread (the
 front renders them, ``signer.front.qr``).
@@ -21,6 +22,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import cbor2
 import orjson
 
 from hsm import HsmError
@@ -98,6 +100,17 @@ class _Choice(NamedTuple):
     key: ActiveKey
     exp: int
     head: bytes
+
+
+class _Staged(NamedTuple):
+    """A validated item with its key, claims and the digest the HSM is to sign."""
+
+    ready: Ready
+    key: ActiveKey
+    iat: int
+    exp: int
+    claims: bytes
+    digest: bytes
 
 
 class _Signing(NamedTuple):
@@ -267,28 +280,39 @@ class SigningService:
         alg: Alg | None,
         iat: int,
     ) -> list[ItemResult]:
+        """Sign in passes over the chunk: the claims and digest of every item, then every
+        signature back to back, then COSE and zlib (base45 for all at once in :func:`_finish`).
+        Back to back, SoftHSM's code and data stay in the CPU's caches: ~15 µs an item less
+        than signing between encodings (docs/performance.md)."""
         _refuse_duplicate_uvcis(prepared)
         keys: dict[CertType, _Choice | NoKey] = {}  # one choice per type: iat is per batch
-        outcomes: list[ItemResult | _Signing] = []
-        signatures: Tally[bytes] = Tally()
+        staged = [
+            entry if isinstance(entry, ItemResult) else self._stage(entry, alg, iat, keys)
+            for entry in prepared
+        ]
+        pending = [entry for entry in staged if isinstance(entry, _Staged)]
+        signatures: list[bytes] = []
         try:
-            for entry in prepared:
-                outcome = (
-                    entry if isinstance(entry, ItemResult) else self._sign(entry, alg, iat, keys)
-                )
-                if isinstance(outcome, _Signing):
-                    signatures[outcome.key.entry.dsc.kid] += 1
-                outcomes.append(outcome)
+            for entry in pending:
+                signatures.append(entry.key.sign_digest(entry.digest))
         except HsmError as e:
             raise BackendError(f"the HSM failed while signing: {e}") from e
         finally:
-            for kid, count in signatures.items():
+            made = Tally(entry.key.entry.dsc.kid for entry in pending[: len(signatures)])
+            for kid, count in made.items():
                 metrics.SIGNATURES.labels(base64.b64encode(kid).decode()).inc(count)
-        return _finish(outcomes)
+        signed = iter(signatures)
+        return _finish(
+            [
+                entry if isinstance(entry, ItemResult) else self._signing(entry, next(signed))
+                for entry in staged
+            ]
+        )
 
-    def _sign(
+    def _stage(
         self, ready: Ready, alg: Alg | None, iat: int, keys: dict[CertType, _Choice | NoKey]
-    ) -> ItemResult | _Signing:
+    ) -> ItemResult | _Staged:
+        """The item's key (chosen once per certificate type), claims and digest."""
         choice = keys.get(ready.cert_type)
         if choice is None:
             exp = iat + self._validity[ready.cert_type]
@@ -301,13 +325,20 @@ class SigningService:
         if isinstance(choice, NoKey):
             return ItemResult.failed(ready.id, ItemError(choice.code, "", str(choice)))
         key, exp, head = choice
-        compressed, signature = key.encoder.sign_compressed(ready.payload, head)
+        claims = head + cbor2.dumps(ready.payload)
+        return _Staged(ready, key, iat, exp, claims, key.encoder.digest(claims))
+
+    def _signing(self, staged: _Staged, signature: bytes) -> _Signing:
+        ready, key = staged.ready, staged.key
+        compressed = key.encoder.compressed(staged.claims, signature)
         uvci = (ready.uvci_path, ready.uvci) if ready.uvci is not None else None
         uci, country_uci, signature_digest = revocation_hashes(
             ready.uvci, self._iss, signature, key.entry.dsc.alg
         )
         issuance = Issuance(ready.cert_type, uci, country_uci, signature_digest, ready.replaces)
-        return _Signing(ready.id, key, iat, exp, compressed, ready.warnings, uvci, issuance)
+        return _Signing(
+            ready.id, key, staged.iat, staged.exp, compressed, ready.warnings, uvci, issuance
+        )
 
     @staticmethod
     def _count(results: Sequence[ItemResult | Ready], outcome: str, seconds: float) -> None:

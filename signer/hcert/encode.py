@@ -99,16 +99,21 @@ class HcertEncoder:
             + signature
         )
 
-    def sign_compressed(self, dcc: Any, head: bytes) -> tuple[bytes, bytes]:
-        """Everything up to base45: the zlib-compressed, signed COSE_Sign1 of the claims
-        ``head + CBOR(dcc)`` (:func:`claims_head`), and its signature (for the ledger).
+    def digest(self, claims: bytes) -> bytes:
+        """The SHA-256 of the Sig_structure of ``claims``: what the HSM signs."""
+        return hashlib.sha256(self.to_be_signed(claims)).digest()
 
-        Batches stop here and base45-encode all their items at once (:func:`base45.encode_many`).
-        """
+    def compressed(self, claims: bytes, signature: bytes) -> bytes:
+        """The zlib-compressed COSE_Sign1 of ``claims`` and their signature: everything up to
+        base45, which batches run over all their items at once (:func:`base45.encode_many`)."""
+        return zlib_ng.compress(self.cose_sign1(claims, signature), ZLIB_LEVEL, ZLIB_WBITS)
+
+    def sign_compressed(self, dcc: Any, head: bytes) -> tuple[bytes, bytes]:
+        """:meth:`compressed` of the claims ``head + CBOR(dcc)`` (:func:`claims_head`), and the
+        signature (for the ledger): one item from CBOR to zlib."""
         claims = head + cbor2.dumps(dcc)
-        signature = self._sign_digest(hashlib.sha256(self.to_be_signed(claims)).digest())
-        compressed = zlib_ng.compress(self.cose_sign1(claims, signature), ZLIB_LEVEL, ZLIB_WBITS)
-        return compressed, signature
+        signature = self._sign_digest(self.digest(claims))
+        return self.compressed(claims, signature), signature
 
     def encode(self, dcc: Any, iss: str, iat: int, exp: int) -> str:
         """One ``HC1:`` string."""
