@@ -99,7 +99,8 @@ def check_private_key_attributes(
     for attribute, wanted in REQUIRED_PRIVATE_ATTRIBUTES.items():
         try:
             actual = key[attribute]
-        except PKCS11Error:
+        except PKCS11Error as e:
+            _raise_unless_unreadable(e)
             # An attribute that does not apply to the key type (CKA_DERIVE on some RSA keys,
             # CKA_DECRYPT on EC keys for some modules) cannot grant that capability.
             if wanted is False:
@@ -131,8 +132,19 @@ def _allowed_mechanisms(key: pkcs11.PrivateKey) -> frozenset[int] | None:
     """CKA_ALLOWED_MECHANISMS, or None when the token has none for this key."""
     try:
         return frozenset(key[Attribute.ALLOWED_MECHANISMS])
-    except PKCS11Error:
+    except PKCS11Error as e:
+        _raise_unless_unreadable(e)
         return None
+
+
+def _raise_unless_unreadable(error: PKCS11Error) -> None:
+    """An attribute read that failed because the session or the device went away is the HSM's
+    fault, raised as such (issue 9 §4): counted as "unreadable", it made a key that was being
+    checked while the HSM died look too weak to sign, and its certificates came back
+    ``no_key`` instead of UNAVAILABLE."""
+    failure = HsmError.of("reading a key attribute failed", error)
+    if failure.scope != "operation":
+        raise failure from error
 
 
 def generate_keypair(

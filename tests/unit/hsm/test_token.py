@@ -107,6 +107,27 @@ def test_weak_key_is_refused(hsm_token: HsmToken) -> None:
         assert problem in message
 
 
+def test_a_key_checked_while_its_session_goes_away_is_the_hsms_fault_not_a_weak_key(
+    hsm_token: HsmToken,
+) -> None:
+    """Issue 9 §4: attributes unreadable because the session (or the device) went away are an
+    HSM fault the caller retries or answers UNAVAILABLE; read as "unreadable", they made a sound
+    key look too weak to sign, and its certificates came back ``no_key``."""
+    key = hsm_token.generate_key(KeyAlgorithm.EC_P256, "checked-mid-outage", b"outage")
+    assert check_private_key_attributes(key.handle, KeyAlgorithm.EC_P256) == ()
+    hsm_token.close()
+    try:
+        with pytest.raises(HsmError) as failed:
+            check_private_key_attributes(key.handle, KeyAlgorithm.EC_P256)
+        assert not isinstance(failed.value, WeakKeyError)
+        assert failed.value.scope == "session", failed.value
+    finally:
+        hsm_token.reopen()
+    # On a new session (found again: handles belong to their session) the key is sound.
+    (found,) = [k for k in hsm_token.signing_keys() if k.label == "checked-mid-outage"]
+    assert check_private_key_attributes(found.handle, KeyAlgorithm.EC_P256) == ()
+
+
 def test_duplicate_label_is_refused(hsm_token: HsmToken) -> None:
     hsm_token.generate_key(KeyAlgorithm.EC_P256, "dup", b"dup-1")
     with pytest.raises(HsmError, match="already holds"):
