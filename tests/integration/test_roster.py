@@ -20,8 +20,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import grpc
 import pytest
 from cryptography import x509
 
@@ -32,6 +36,8 @@ from signer.keys.roster import RosterDocument, create_first_roster, roster_file
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance, wait_serving
 from tests.independent import hc1_verifies
 from tests.integration.helpers import dual_control, items, keys_cli, signer_cli, stub
+
+T = TypeVar("T")
 
 REAL, ROGUE, NEW = "dev-dsc-es256", "rogue-dsc", "carol-dsc"
 
@@ -77,13 +83,27 @@ def _signs_only_with(appliance: Appliance, label: str, seed: int) -> None:
     trust = {e.label: e for e in appliance.trust_list()}
     dsc = x509.load_der_x509_certificate(trust[label].certificate_der)
     payloads = vaccination_payloads(50, seed=seed)
-    response = stub(appliance.address).SignBatch(
-        pb.SignBatchRequest(items=items(payloads, f"roster-{seed}")), timeout=60
-    )
+    request = pb.SignBatchRequest(items=items(payloads, f"roster-{seed}"))
+    response = _retrying_unavailable(lambda: stub(appliance.address).SignBatch(request, timeout=60))
     signed = [r.signed for r in response.results if r.HasField("signed")]
     assert len(signed) == len(payloads)
     assert {s.kid for s in signed} == {trust[label].kid}
     assert all(hc1_verifies(s.hc1, dsc) for s in signed)
+
+
+def _retrying_unavailable(call: Callable[[], T], seconds: float = 30.0) -> T:
+    """``call``, again while it fails UNAVAILABLE (retryable), as a client must. The forger and
+    the CLI write the token from other processes; SoftHSM can answer a worker reading it at that
+    moment CKR_FUNCTION_FAILED, which the appliance treats as HSM trouble: UNAVAILABLE while the
+    worker restarts through the login gate (under a second)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as e:
+            if e.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _restart(
