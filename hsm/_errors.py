@@ -50,6 +50,12 @@ _OPERATION_CODES = frozenset(
         "CKR_PIN_EXPIRED",
     }
 )
+#: Return values after which PKCS#11 says trying again may work: CKR_FUNCTION_FAILED means
+#: "the situation is not necessarily totally hopeless, as it is likely to be when
+#: CKR_GENERAL_ERROR is returned" (PKCS#11 v2.40 §5.1.6). SoftHSM answers it to a read made
+#: while another process rewrites the token. Tried once more on a new session; a second one
+#: counts as the device's (its scope).
+_TRANSIENT_CODES = frozenset({"CKR_FUNCTION_FAILED"})
 # python-pkcs11 names its exception classes after the CKR constant, with these exceptions.
 _SPELLING = {
     "FunctionCancelled": "CKR_FUNCTION_CANCELED",
@@ -97,6 +103,12 @@ class HsmError(Exception):
         if self.code in _SESSION_CODES:
             return "session"
         return "device"
+
+    @property
+    def worth_a_new_session(self) -> bool:
+        """Whether the call may work on a new session of the same login: the session was
+        lost, or the module failed in a way PKCS#11 calls transient."""
+        return self.code in _SESSION_CODES or self.code in _TRANSIENT_CODES
 
 
 class HsmLoginError(HsmError):

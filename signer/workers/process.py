@@ -128,7 +128,7 @@ class _Worker:
     def refresh(self, sock: socket.socket) -> None:
         serving = False
         try:
-            self._with_session_retry(lambda: self._registry.refresh(time.time()))
+            on_new_session_once(lambda: self._registry.refresh(time.time()), self._reopen)
             serving = self._registry.serving(time.time())
             self._refresh_problem = ""
         except HsmError as e:
@@ -155,34 +155,18 @@ class _Worker:
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         chunk_id, kind, body, types = message
         try:
-            return self._with_session_retry(lambda: self._answer(chunk_id, kind, body, types))
+            return on_new_session_once(
+                lambda: self._answer(chunk_id, kind, body, types), self._reopen
+            )
         except HsmError as e:
             if e.scope != "operation":
                 self.lost = e
             return ("error", chunk_id, "backend", f"the HSM failed: {e}")
 
-    def _with_session_retry(self, call: Callable[[], T]) -> T:
-        """``call``; when the session was lost (CKR_SESSION_HANDLE_INVALID, a stale object
-        handle), reopen it, find the keys again and call once more (issue 9 §3). The chunk's
-        results from the first try were never sent, so every item gets exactly one."""
-        try:
-            return call()
-        except HsmError as e:
-            _count(e)
-            if e.scope != "session":
-                raise
-            log.warning("HSM session lost (%s): reopening it and trying once more", e.code)
-        try:
-            self._token.reopen()
-            self._registry.forget_handles()
-            self._registry.refresh(time.time())
-            return call()
-        except HsmError as e:
-            _count(e)
-            if e.scope == "session":
-                # Twice in a row: the login or the device is gone, not just the session.
-                raise HsmError(str(e), "CKR_DEVICE_ERROR" if e.code is None else e.code) from e
-            raise
+    def _reopen(self) -> None:
+        self._token.reopen()
+        self._registry.forget_handles()
+        self._registry.refresh(time.time())
 
     def _answer(self, chunk_id: int, kind: str, body: bytes, types: Any) -> tuple[Any, ...]:
         """The reply to one chunk; an HSM failure is raised as the :class:`HsmError`."""
@@ -219,6 +203,26 @@ class _Worker:
             )
             return ("error", chunk_id, "internal", "")
         return ("done", chunk_id, response, uvcis, issued)
+
+
+def on_new_session_once(call: Callable[[], T], reopen: Callable[[], None]) -> T:
+    """``call``; when it fails with an HSM error worth a new session (a lost session, a stale
+    object handle, CKR_FUNCTION_FAILED), ``reopen`` and call once more. A chunk's results from
+    the first try were never sent, so every item still gets exactly one. A second failure is
+    raised as it is: the caller treats every scope but "operation" as a lost device."""
+    try:
+        return call()
+    except HsmError as e:
+        _count(e)
+        if not e.worth_a_new_session:
+            raise
+        log.warning("HSM call failed (%s): opening a new session and trying once more", e.code)
+    try:
+        reopen()
+        return call()
+    except HsmError as e:
+        _count(e)
+        raise
 
 
 def _hsm_cause(error: BaseException) -> HsmError | None:

@@ -22,6 +22,7 @@ from hsm._errors import ckr_name
         (ex.MechanismInvalid(), "CKR_MECHANISM_INVALID", "operation"),
         (ex.FunctionCancelled(), "CKR_FUNCTION_CANCELED", "device"),
         (ex.PinIncorrect(), "CKR_PIN_INCORRECT", "operation"),
+        (ex.FunctionFailed(), "CKR_FUNCTION_FAILED", "device"),
     ],
 )
 def test_code_and_scope(error: Exception, code: str, scope: str) -> None:
@@ -35,3 +36,18 @@ def test_code_and_scope(error: Exception, code: str, scope: str) -> None:
 def test_our_own_failures_have_no_code_and_concern_one_operation() -> None:
     assert HsmError("no public key").scope == "operation"
     assert ckr_name(ValueError()) == "CKR_UNMAPPED"
+
+
+@pytest.mark.parametrize(
+    ("error", "worth_it"),
+    [
+        (ex.SessionHandleInvalid(), True),
+        (ex.ObjectHandleInvalid(), True),
+        (ex.FunctionFailed(), True),  # PKCS#11 v2.40 §5.1.6: "not necessarily totally hopeless"
+        (ex.GeneralError(), False),
+        (ex.DeviceRemoved(), False),
+        (ex.MechanismInvalid(), False),
+    ],
+)
+def test_which_failures_are_worth_a_new_session(error: Exception, worth_it: bool) -> None:
+    assert HsmError.of("signing failed", error).worth_a_new_session is worth_it
