@@ -13,6 +13,7 @@ With ``--soak-minutes`` it is a soak instead (issue 9 §11, ``_soak.py``, docs/s
 from __future__ import annotations
 
 import argparse
+import sys
 
 from signer.bench._run import run_bench
 from signer.bench._soak import run_soak
@@ -23,6 +24,10 @@ __all__ = ["run", "run_bench", "run_soak"]
 def run(args: argparse.Namespace) -> int:
     """``signer bench``: the benchmark, or with ``--soak-minutes`` the soak."""
     if args.soak_minutes is not None:
+        if args.tls:
+            # The soak's load processes connect in plaintext; a TLS server would refuse them.
+            print("signer bench: --tls is for the benchmark, not --soak-minutes", file=sys.stderr)
+            return 2
         args.batch = args.batch or 100
         return run_soak(args)
     args.batch = args.batch or 1000

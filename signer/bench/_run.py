@@ -80,7 +80,7 @@ def _start_server(
     command += ["--ledger-chain", f"bench-{os.getpid()}-{time.time_ns()}"]
     if args.config is not None:
         command += ["--config", str(args.config)]
-    tls = write_dev_tls(directory / "tls", [BENCH_CLIENT]) if getattr(args, "tls", False) else None
+    tls = write_dev_tls(directory / "tls", [BENCH_CLIENT]) if args.tls else None
     if tls is not None:
         command += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
         command += ["--client-ca", str(tls.ca)]

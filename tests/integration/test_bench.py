@@ -56,6 +56,7 @@ def test_repeated_runs_over_one_mutual_tls_connection_sign_every_item(tmp_path: 
         (("--tls", "--unary-calls", "10"), "--tls measures phase (b) only"),
         (("--runs", "0"), "must be at least 1"),
         (("--connections", "0"), "must be at least 1"),
+        (("--soak-minutes", "1", "--tls"), "--tls is for the benchmark"),
     ],
 )
 def test_contradictory_options_are_a_usage_error(
