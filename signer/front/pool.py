@@ -118,6 +118,8 @@ class WorkerPool:
         # so that a flood arriving at a cold appliance does not queue past its deadlines
         self._seconds_per_item = INITIAL_SECONDS_PER_ITEM
         self._measured = False
+        for outcome in ("retried", "unavailable"):
+            metrics.LOST_CHUNKS.labels(outcome)  # exported at 0 before the first loss
 
     # -- what the front asks ---------------------------------------------------------------------
 
