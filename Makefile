@@ -24,7 +24,7 @@ run: system-deps $(STAMP)
 ## make test: the whole suite: generated-code check, lint, types, deployment material, tests;
 ## then the tests that share the session's SoftHSM token once more, in a random order (issue 9
 ## §12; the seed is printed: --random-order-seed=N repeats that order)
-SHARED_TOKEN_TESTS := tests/unit/keys tests/unit/hsm tests/unit/ledger
+SHARED_TOKEN_TESTS := tests/unit/keys tests/unit/hsm tests/unit/ledger tests/unit/workers
 test: system-deps $(STAMP) protos-check lint typecheck deploy-check
 	$(PY) -m pytest
 	$(PY) -m pytest --random-order-bucket=global $(SHARED_TOKEN_TESTS)
