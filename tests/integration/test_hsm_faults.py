@@ -282,7 +282,7 @@ def test_session_lost_mid_batch_is_reopened_and_the_chunk_retried(tmp_path: Path
         assert all(alive(pid) for pid in appliance.pids)
         log = _log(appliance)
         assert log.count("TEST FAULT: closing") == 1
-        assert log.count("HSM session lost (CKR_SESSION_HANDLE_INVALID)") == 1
+        assert log.count("HSM call failed (CKR_SESSION_HANDLE_INVALID): opening a new session") == 1
         assert "Traceback" not in log
     finally:
         stop_appliance(process)
