@@ -50,11 +50,11 @@ _OPERATION_CODES = frozenset(
         "CKR_PIN_EXPIRED",
     }
 )
-#: Return values after which PKCS#11 says trying again may work: CKR_FUNCTION_FAILED means
-#: "the situation is not necessarily totally hopeless, as it is likely to be when
-#: CKR_GENERAL_ERROR is returned" (PKCS#11 v2.40 §5.1.6). SoftHSM answers it to a read made
-#: while another process rewrites the token. Tried once more on a new session; a second one
-#: counts as the device's (its scope).
+#: Return values after which PKCS#11 says trying again may work. CKR_FUNCTION_FAILED is one of
+#: its universal return values (v2.40 §5.1.1): "the situation is not necessarily totally
+#: hopeless, as it is likely to be when CKR_GENERAL_ERROR is returned", and the same call may
+#: succeed when made again. SoftHSM answers it to a read made while another process rewrites the
+#: token. Tried once more on a new session; a second one counts as the device's (its scope).
 _TRANSIENT_CODES = frozenset({"CKR_FUNCTION_FAILED"})
 # python-pkcs11 names its exception classes after the CKR constant, with these exceptions.
 _SPELLING = {

@@ -43,7 +43,7 @@ def test_our_own_failures_have_no_code_and_concern_one_operation() -> None:
     [
         (ex.SessionHandleInvalid(), True),
         (ex.ObjectHandleInvalid(), True),
-        (ex.FunctionFailed(), True),  # PKCS#11 v2.40 §5.1.6: "not necessarily totally hopeless"
+        (ex.FunctionFailed(), True),  # PKCS#11 v2.40 §5.1.1: "not necessarily totally hopeless"
         (ex.GeneralError(), False),
         (ex.DeviceRemoved(), False),
         (ex.MechanismInvalid(), False),
