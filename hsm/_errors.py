@@ -108,7 +108,7 @@ class HsmError(Exception):
     def worth_a_new_session(self) -> bool:
         """Whether the call may work on a new session of the same login: the session was
         lost, or the module failed in a way PKCS#11 calls transient."""
-        return self.code in _SESSION_CODES or self.code in _TRANSIENT_CODES
+        return self.scope == "session" or self.code in _TRANSIENT_CODES
 
 
 class HsmLoginError(HsmError):

@@ -94,8 +94,8 @@ def _signs_only_with(appliance: Appliance, label: str, seed: int) -> None:
 def _retrying_unavailable(call: Callable[[], T], seconds: float = 30.0) -> T:
     """``call``, again while it fails UNAVAILABLE (retryable), as a client must. The forger and
     the CLI write the token from other processes; SoftHSM can answer a worker reading it at that
-    moment CKR_FUNCTION_FAILED, which the appliance treats as HSM trouble: UNAVAILABLE while the
-    worker restarts through the login gate (under a second)."""
+    moment CKR_FUNCTION_FAILED. The worker tries once more on a new session; if that fails too,
+    it is HSM trouble: UNAVAILABLE while the worker restarts through the login gate."""
     deadline = time.monotonic() + seconds
     while True:
         try:

@@ -15,8 +15,7 @@ from pkcs11 import exceptions as ex
 from hsm import HsmError, HsmToken, KeyAlgorithm
 from signer.workers.process import on_new_session_once
 
-MESSAGE = b"retried"
-DIGEST = hashlib.sha256(MESSAGE).digest()
+DIGEST = hashlib.sha256(b"retried").digest()
 
 
 class Reopener:
