@@ -23,12 +23,27 @@ __all__ = ["run", "run_bench", "run_soak"]
 
 def run(args: argparse.Namespace) -> int:
     """``signer bench``: the benchmark, or with ``--soak-minutes`` the soak."""
+    problem = usage_problem(args)
+    if problem is not None:
+        print(f"signer bench: {problem}", file=sys.stderr)
+        return 2
     if args.soak_minutes is not None:
-        if args.tls:
-            # The soak's load processes connect in plaintext; a TLS server would refuse them.
-            print("signer bench: --tls is for the benchmark, not --soak-minutes", file=sys.stderr)
-            return 2
         args.batch = args.batch or 100
         return run_soak(args)
     args.batch = args.batch or 1000
     return run_bench(args)
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """Why these options cannot run together, for both modes; None when they can."""
+    if args.soak_minutes is not None:
+        # The soak's load processes connect in plaintext; a TLS server would refuse them.
+        return "--tls is for the benchmark, not --soak-minutes" if args.tls else None
+    if args.tls and (args.unary_calls or args.stream_items):
+        return (
+            "--tls measures phase (b) only: leave out --unary-calls and --stream-items (their "
+            "baselines are plaintext)"
+        )
+    if min(args.runs, args.concurrency, 1 if args.connections is None else args.connections) < 1:
+        return "--runs, --concurrency and --connections must be at least 1"
+    return None

@@ -117,22 +117,7 @@ def _rss_mib(pids: list[int]) -> list[float]:
     return [round(psutil.Process(pid).memory_info().rss / 2**20, 1) for pid in pids]
 
 
-def _usage_problem(args: argparse.Namespace) -> str | None:
-    if args.tls and (args.unary_calls or args.stream_items):
-        return (
-            "--tls measures phase (b) only: leave out --unary-calls and --stream-items (their "
-            "baselines are plaintext)"
-        )
-    if min(args.runs, args.concurrency, 1 if args.connections is None else args.connections) < 1:
-        return "--runs, --concurrency and --connections must be at least 1"
-    return None
-
-
 def run_bench(args: argparse.Namespace) -> int:
-    problem = _usage_problem(args)
-    if problem is not None:
-        _say(f"signer bench: {problem}")
-        return 2
     config = load_config(args.config)
     prepare_dev_environment(config)
     workers = args.sessions or config.hsm.session_count()

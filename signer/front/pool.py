@@ -118,8 +118,9 @@ class WorkerPool:
         # so that a flood arriving at a cold appliance does not queue past its deadlines
         self._seconds_per_item = INITIAL_SECONDS_PER_ITEM
         self._measured = False
-        for outcome in ("retried", "unavailable"):
-            metrics.LOST_CHUNKS.labels(outcome)  # exported at 0 before the first loss
+        # both outcomes exported at 0 before the first loss, and counted through these
+        self._lost_retried = metrics.LOST_CHUNKS.labels("retried")
+        self._lost_unavailable = metrics.LOST_CHUNKS.labels("unavailable")
 
     # -- what the front asks ---------------------------------------------------------------------
 
@@ -295,12 +296,12 @@ class WorkerPool:
             if chunk.future.done():
                 continue
             if chunk.retried or self._stopping:
-                metrics.LOST_CHUNKS.labels("unavailable").inc()
+                self._lost_unavailable.inc()
                 chunk.future.set_exception(
                     ChunkError("backend", "the signing worker stopped while signing this batch")
                 )
             else:
-                metrics.LOST_CHUNKS.labels("retried").inc()
+                self._lost_retried.inc()
                 chunk.retried = True
                 self._queue.put(chunk.client, chunk)
         worker.in_flight.clear()

@@ -387,6 +387,17 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     )
 
 
+def bench_config(directory: Path) -> Path:
+    """A dev appliance of its own under ``directory`` for ``signer bench``, whose load (a client
+    without a policy entry) may sign."""
+    config = directory / "signer.toml"
+    config.write_text(
+        f'[hsm]\npin_env = ""\n[dev]\nbootstrap = true\ndirectory = "{directory / "dev"}"\n'
+        'key_algorithms = ["ES256"]\n[policy]\ndefault = "issuer"\n'
+    )
+    return config
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 

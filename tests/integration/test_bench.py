@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_softhsm
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import bench_config, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -19,19 +19,10 @@ def _softhsm() -> None:
     require_softhsm()
 
 
-def _config(tmp_path: Path) -> Path:
-    config = tmp_path / "signer.toml"
-    config.write_text(
-        f'[hsm]\npin_env = ""\n[dev]\nbootstrap = true\ndirectory = "{tmp_path / "dev"}"\n'
-        'key_algorithms = ["ES256"]\n[policy]\ndefault = "issuer"\n'  # the load's client may sign
-    )
-    return config
-
-
 def test_repeated_runs_over_one_mutual_tls_connection_sign_every_item(tmp_path: Path) -> None:
     figures_path = tmp_path / "bench.json"
     done = run_cli(
-        "bench", "--config", str(_config(tmp_path)), "--sessions", "2", "--seconds", "0.5",
+        "bench", "--config", str(bench_config(tmp_path)), "--sessions", "2", "--seconds", "0.5",
         "--items", "300", "--batch", "50", "--concurrency", "3", "--connections", "1",
         "--runs", "3", "--tls", "--json", str(figures_path),
     )  # fmt: skip
@@ -62,6 +53,6 @@ def test_repeated_runs_over_one_mutual_tls_connection_sign_every_item(tmp_path: 
 def test_contradictory_options_are_a_usage_error(
     tmp_path: Path, options: tuple[str, ...], message: str
 ) -> None:
-    done = run_cli("bench", "--config", str(_config(tmp_path)), *options)
+    done = run_cli("bench", "--config", str(bench_config(tmp_path)), *options)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_softhsm
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import bench_config, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -19,11 +19,7 @@ def _softhsm() -> None:
 
 
 def test_a_short_soak_reports_no_error_latency_and_flat_rss(tmp_path: Path) -> None:
-    config = tmp_path / "signer.toml"
-    config.write_text(
-        f'[hsm]\npin_env = ""\n[dev]\nbootstrap = true\ndirectory = "{tmp_path / "dev"}"\n'
-        'key_algorithms = ["ES256"]\n[policy]\ndefault = "issuer"\n'  # the load is "local"
-    )
+    config = bench_config(tmp_path)
     figures_path = tmp_path / "soak.json"
     done = run_cli(
         "bench", "--config", str(config), "--sessions", "2", "--soak-minutes", "0.25",
