@@ -142,6 +142,11 @@ class _Worker:
             self._log_refresh_problem(f"key refresh failed: {type(e).__name__}: {e}")
             serving = self._registry.serving(time.time())
         _publish_key_metrics(self._registry, serving)
+        # python-pkcs11 builds a class for every object a search returns, and a class is a
+        # reference cycle: only the cyclic GC frees it. With the young generation collected
+        # every 50 000 allocations (run, below) a busy worker left each refresh's classes
+        # (~14 KiB) for tens of minutes, and its RSS grew all the while (docs/soak.md).
+        gc.collect(1)
         status = (serving, convert.trust_list(self._registry))
         if status != self._reported:
             self._reported = status
