@@ -258,8 +258,15 @@ class HsmToken:
                 raise HsmError(f"cannot destroy certificate: {e}") from e
         return len(found)
 
-    def data_objects(self, application: str) -> list[StoredData]:
-        query = {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: application}
+    def data_objects(self, application: str, label: str | None = None) -> list[StoredData]:
+        """The data records of ``application``; with ``label``, the token's search finds that
+        record alone (one object read, not every record of the application)."""
+        query: dict[Attribute, Any] = {
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.APPLICATION: application,
+        }
+        if label is not None:
+            query[Attribute.LABEL] = label
         found: list[StoredData] = []
         for obj in self._objects(query):
             with _unless_gone():

@@ -24,9 +24,7 @@ class HeadKeeper:
         """The chain's head as the token keeps it (b"" for none); of two (a replacement cut
         short), the later one."""
         values = [
-            data.value
-            for data in self._token.data_objects(checkpoints.HEAD_APPLICATION)
-            if data.label == chain
+            data.value for data in self._token.data_objects(checkpoints.HEAD_APPLICATION, chain)
         ]
         return max(values, key=lambda v: checkpoints.unpack_head(chain, v).seq, default=b"")
 

@@ -141,6 +141,18 @@ def test_data_records_are_replaced_not_duplicated(hsm_token: HsmToken) -> None:
     assert [r.value for r in records] == [b"two"]
 
 
+def test_data_records_are_found_by_label_in_the_token(hsm_token: HsmToken) -> None:
+    hsm_token.put_data("test/by-label", "wanted", b"yes")
+    hsm_token.put_data("test/by-label", "other", b"no")
+    hsm_token.put_data("test/other-app", "wanted", b"not this application")
+    found = hsm_token.data_objects("test/by-label", "wanted")
+    assert [(d.application, d.label, d.value) for d in found] == [
+        ("test/by-label", "wanted", b"yes")
+    ]
+    assert hsm_token.data_objects("test/by-label", "absent") == []
+    assert {d.label for d in hsm_token.data_objects("test/by-label")} == {"wanted", "other"}
+
+
 def _validity() -> tuple[dt.datetime, dt.datetime]:
     now = dt.datetime.now(dt.UTC)
     return now - dt.timedelta(hours=1), now + dt.timedelta(days=30)
