@@ -144,8 +144,8 @@ class _Worker:
         _publish_key_metrics(self._registry, serving)
         # python-pkcs11 builds a class for every object a search returns, and a class is a
         # reference cycle: only the cyclic GC frees it. With the young generation collected
-        # every 50 000 allocations (run, below) a busy worker left each refresh's classes
-        # (~14 KiB) for tens of minutes, and its RSS grew all the while (docs/soak.md).
+        # every 50 000 allocations (see run()) a busy worker left each refresh's classes
+        # for tens of minutes, and its RSS grew all the while (docs/soak.md).
         gc.collect(1)
         status = (serving, convert.trust_list(self._registry))
         if status != self._reported:
