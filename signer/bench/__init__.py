@@ -23,7 +23,7 @@ __all__ = ["run", "run_bench", "run_soak"]
 
 def run(args: argparse.Namespace) -> int:
     """``signer bench``: the benchmark, or with ``--soak-minutes`` the soak."""
-    problem = usage_problem(args)
+    problem = _usage_problem(args)
     if problem is not None:
         print(f"signer bench: {problem}", file=sys.stderr)
         return 2
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
-def usage_problem(args: argparse.Namespace) -> str | None:
+def _usage_problem(args: argparse.Namespace) -> str | None:
     """Why these options cannot run together, for both modes; None when they can."""
     if args.soak_minutes is not None:
         # The soak's load processes connect in plaintext; a TLS server would refuse them.
