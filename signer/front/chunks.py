@@ -1,6 +1,6 @@
-"""A batch as chunks and back, for the front's handlers: split a request into chunk bodies, turn
-items of the joined responses into rejections (a UVCI repeated across chunks, an original the
-ledger refuses), and the ledger entries of what is handed out.
+"""A batch as chunks and back, for the front's handlers: how large its chunks are, split a request
+into chunk bodies, turn items of the joined responses into rejections (a UVCI repeated across
+chunks, an original the ledger refuses), and the ledger entries of what is handed out.
 
 Protobuf messages are touched only where an item changes; otherwise chunks stay bytes
 (protobuf concatenation of repeated fields joins them).
@@ -17,9 +17,53 @@ from signer.front.checks import REQUESTS
 from signer.front.pool import ChunkResult
 from signer.ledger.records import pack_header
 
-__all__ = ["MAX_CHUNK", "MIN_CHUNK", "ledger_entries", "refuse_repeated_uvcis", "rejected", "split"]
+__all__ = [
+    "RecentClients",
+    "chunk_size",
+    "ledger_entries",
+    "refuse_repeated_uvcis",
+    "rejected",
+    "split",
+]
 
-MIN_CHUNK, MAX_CHUNK = 4, 128
+MIN_CHUNK, MAX_CHUNK = 4, 128  # items
+#: While another client has asked for signatures within SHARING_SECONDS, batches are cut into
+#: chunks of SHARED_CHUNK items (~1.5 ms of SoftHSM signing and validation on one core).
+SHARING_SECONDS = 1.0
+SHARED_CHUNK = 16
+
+
+class RecentClients:
+    """Which clients asked for signatures lately: is the appliance shared right now?"""
+
+    def __init__(self) -> None:
+        self._asked: dict[str, float] = {}  # client → time of its latest batch
+
+    def shared(self, client: str, now: float) -> bool:
+        """Note that ``client`` asks now; True when another client asked within
+        ``SHARING_SECONDS``."""
+        self._asked[client] = now
+        if len(self._asked) > 1:
+            for other, asked in list(self._asked.items()):
+                if now - asked > SHARING_SECONDS:
+                    del self._asked[other]
+        return len(self._asked) > 1
+
+
+def chunk_size(items: int, *, shared: bool, idle_workers: int) -> int:
+    """Items per chunk for a batch of ``items`` (ADR 0001):
+
+    - on a shared appliance, short chunks of ``SHARED_CHUNK`` items: the fair queue serves
+      clients in turn, chunk by chunk, so another client's next chunk never waits long behind
+      this batch. The size is fixed, not scaled by the measured rate: under a flood that rate
+      includes the flood's own overhead, and ever smaller chunks would add more of it;
+    - for one client, the batch is spread over the idle workers (all of them when the pool is
+      idle, so one batch gets every HSM session) and goes as one chunk when none is idle: every
+      worker is busy anyway, and a chunk's fixed costs (framing, wake-ups, the claims head) are
+      paid once.
+    """
+    size = SHARED_CHUNK if shared else -(-items // max(1, idle_workers))
+    return min(MAX_CHUNK, max(MIN_CHUNK, size))
 
 
 def rejected(response_bytes: bytes, errors: dict[int, tuple[str, str, str]]) -> bytes:
@@ -54,12 +98,11 @@ def ledger_entries(
     ]
 
 
-def split(request: Any, raw: bytes, sessions: int) -> list[tuple[bytes, int]]:
-    """The request as chunk bodies and their item counts: the raw bytes when one chunk will do,
-    else one message per slice of items with the request's other fields (alg, output, at, kid)
-    copied."""
+def split(request: Any, raw: bytes, size: int) -> list[tuple[bytes, int]]:
+    """The request as chunk bodies of at most ``size`` items and their item counts: the raw
+    bytes when one chunk will do, else one message per slice of items with the request's other
+    fields (alg, output, at, kid) copied."""
     count = len(request.items)
-    size = min(MAX_CHUNK, max(MIN_CHUNK, -(-count // max(1, sessions))))
     if count <= size:
         return [(raw, count)]
     rest = type(request)()

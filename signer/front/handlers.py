@@ -21,7 +21,14 @@ import grpc
 from signer import metrics
 from signer.config import Config
 from signer.front import calls, checks
-from signer.front.chunks import ledger_entries, refuse_repeated_uvcis, rejected, split
+from signer.front.chunks import (
+    RecentClients,
+    chunk_size,
+    ledger_entries,
+    refuse_repeated_uvcis,
+    rejected,
+    split,
+)
 from signer.front.policy import Grant, Policy
 from signer.front.pool import Chunk, ChunkError, ChunkResult, WorkerPool
 from signer.front.qr import QrRenderer
@@ -103,6 +110,7 @@ class Front:
         self._max_batch = config.server.max_batch
         self._window = config.server.stream_window
         self._qr = QrRenderer(max(1, pool.size // 2))
+        self._recent = RecentClients()  # which clients share the appliance now
         self.draining = asyncio.Event()
 
     def close(self) -> None:
@@ -332,7 +340,9 @@ class Front:
         loop = asyncio.get_running_loop()
         remaining = context.time_remaining()
         deadline = loop.time() + remaining if remaining is not None else None
-        parts = split(request, raw, self._pool.size)
+        shared = self._recent.shared(grant.identity, loop.time())
+        size = chunk_size(len(request.items), shared=shared, idle_workers=self._pool.idle_workers())
+        parts = split(request, raw, size)
         bodies = [body for body, _ in parts]
         chunks = [
             Chunk(rpc, body, grant.types, grant.identity, deadline, loop.create_future(), items=n)

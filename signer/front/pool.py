@@ -157,6 +157,10 @@ class WorkerPool:
             w.status is not None or w.failure for w in self._workers.values()
         )
 
+    def idle_workers(self) -> int:
+        """Workers logged in with no chunk at them."""
+        return sum(1 for w in self._workers.values() if w.status is not None and not w.in_flight)
+
     def submit(self, chunk: Chunk) -> None:
         chunk.queued = asyncio.get_running_loop().time()
         self._backlog += chunk.items
