@@ -189,6 +189,16 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "(this many calls each; 0 = skip)",
     )
     bench.add_argument(
+        "--fairness",
+        type=int,
+        default=0,
+        metavar="CALLS",
+        help="with --tls, then measure fairness (issue 7 §4): client B's latency over this many "
+        "calls one after the other (batches of 1 and of 100 items), alone and while client A "
+        "(another certificate) floods the appliance with --concurrency batches of --batch "
+        "(0 = skip)",
+    )
+    bench.add_argument(
         "--ledger",
         help="the server's issuance ledger: a postgresql:// URL (its database must be empty of "
         "the bench's chain) instead of a fresh SQLite file in the bench's temporary directory",

@@ -38,7 +38,11 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     """Why these options cannot run together, for both modes; None when they can."""
     if args.soak_minutes is not None:
         # The soak's load processes connect in plaintext; a TLS server would refuse them.
-        return "--tls is for the benchmark, not --soak-minutes" if args.tls else None
+        if args.tls or args.fairness:
+            return "--tls and --fairness are for the benchmark, not --soak-minutes"
+        return None
+    if args.fairness and not args.tls:
+        return "--fairness needs --tls: its two clients are told apart by their certificates"
     if args.tls and (args.unary_calls or args.stream_items):
         return (
             "--tls measures phase (b) only: leave out --unary-calls and --stream-items (their "
@@ -46,4 +50,6 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         )
     if min(args.runs, args.concurrency, 1 if args.connections is None else args.connections) < 1:
         return "--runs, --concurrency and --connections must be at least 1"
+    if args.fairness < 0:
+        return "--fairness must be 0 (skip) or a number of calls"
     return None

@@ -36,6 +36,13 @@ def build_requests(batch: int, alg: pb.Algorithm.ValueType, seed: int = 2022) ->
     return blobs
 
 
+#: Batches of up to 64 MB either way, and one connection per channel.
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
 #: A client's TLS material for the bench's mutual-TLS runs: PEM bytes of the CA, the client's
 #: certificate and its key (None: plaintext).
 ClientPems = tuple[bytes, bytes, bytes]
@@ -60,13 +67,8 @@ async def _drive(
 ) -> dict[str, Any]:
     """``concurrency`` requests in flight over ``connections`` client connections (default: one
     each); request ``n`` in flight uses connection ``n % connections``."""
-    options = [
-        ("grpc.max_receive_message_length", 64 << 20),
-        ("grpc.max_send_message_length", 64 << 20),
-        ("grpc.use_local_subchannel_pool", 1),  # one connection per channel
-    ]
     count = min(concurrency, connections or concurrency)
-    channels = [open_channel(address, tls, options) for _ in range(count)]
+    channels = [open_channel(address, tls, CHANNEL_OPTIONS) for _ in range(count)]
     calls = [channels[lane % count].unary_unary(_METHOD) for lane in range(concurrency)]
     for ch in channels:
         await ch.channel_ready()

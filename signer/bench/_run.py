@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import psutil
 
 from signer.api.v1 import signer_pb2 as pb
+from signer.bench._fairness import B_BATCHES, measure_fairness
 from signer.bench._load import ClientPems, build_requests, run_load, run_stream
 from signer.bench._raw import raw_sign_rate
 from signer.config import load_config
@@ -34,6 +35,8 @@ from signer.progress import Progress
 _ALG_PB = {Alg.ES256: pb.ALGORITHM_ES256, Alg.PS256: pb.ALGORITHM_PS256}
 #: The client name of the bench's load generator in its mutual-TLS runs (``--tls``).
 BENCH_CLIENT = "bench"
+#: The flooding client of the fairness phase (``--fairness``): a second identity.
+FLOOD_CLIENT = "bench-flood"
 
 
 def _say(line: str) -> None:
@@ -80,7 +83,8 @@ def _start_server(
     command += ["--ledger-chain", f"bench-{os.getpid()}-{time.time_ns()}"]
     if args.config is not None:
         command += ["--config", str(args.config)]
-    tls = write_dev_tls(directory / "tls", [BENCH_CLIENT]) if args.tls else None
+    clients = [BENCH_CLIENT, FLOOD_CLIENT] if args.fairness else [BENCH_CLIENT]
+    tls = write_dev_tls(directory / "tls", clients) if args.tls else None
     if tls is not None:
         command += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
         command += ["--client-ca", str(tls.ca)]
@@ -95,13 +99,14 @@ def _start_server(
             )
         time.sleep(0.1)
     info = json.loads(ready.read_text())
-    info["client_tls"] = _client_pems(tls) if tls is not None else None
+    info["client_tls"] = _client_pems(tls, BENCH_CLIENT) if tls is not None else None
+    info["flood_tls"] = _client_pems(tls, FLOOD_CLIENT) if args.fairness and tls else None
     return process, info
 
 
-def _client_pems(tls: DevTls) -> ClientPems:
-    """What the load generator connects with: the dev CA and the bench client's certificate."""
-    files = tls.clients[BENCH_CLIENT]
+def _client_pems(tls: DevTls, client: str) -> ClientPems:
+    """What a load generator connects with: the dev CA and the client's certificate."""
+    files = tls.clients[client]
     return tls.ca.read_bytes(), files.cert.read_bytes(), files.key.read_bytes()
 
 
@@ -158,6 +163,7 @@ def run_bench(args: argparse.Namespace) -> int:
             front_cpu = _cpu_seconds(info["pids"][:1]) - cpu_before[1]
             stream = _long_stream(ctx, load.address, blobs, args, info["pids"])
             unary = _one_item_calls(ctx, load.address, info["pids"], alg, args.unary_calls)
+            fairness = _fairness(ctx, load, info, args, blobs) if args.fairness else None
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
@@ -170,6 +176,8 @@ def run_bench(args: argparse.Namespace) -> int:
         figures["stream"] = stream
     if unary is not None:
         figures["one_item"] = unary
+    if fairness is not None:
+        figures["fairness"] = fairness
     print(_report(figures))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -351,10 +359,44 @@ def _one_item_calls(
     }
 
 
+def _fairness(
+    ctx: Any, load: _Load, info: dict[str, Any], args: argparse.Namespace, blobs: list[bytes]
+) -> dict[str, Any]:
+    """Phase (e), optional: client B's latency alone and while client A floods."""
+    _say(
+        f"(e) fairness: client B's calls of {' and '.join(map(str, B_BATCHES))} item(s), "
+        f"{args.fairness} each, alone, then while client A floods …"
+    )
+    return measure_fairness(
+        ctx,
+        load.address,
+        (info["client_tls"], info["flood_tls"]),
+        (blobs, args.concurrency),
+        args.fairness,
+        _ALG_PB[Alg(args.alg)],
+    )
+
+
 def _report(f: dict[str, Any]) -> str:
     m = f["machine"]
     stream = f.get("stream")
     one = f.get("one_item")
+    fair = f.get("fairness")
+    fair_lines = (
+        [
+            f"(e) fairness: client A flooding ({fair['flood_calls_answered']:,} batches answered, "
+            f"{fair['flood_calls_refused']:,} refused in {fair['flood_seconds']} s); "
+            f"client B, {fair['calls']} calls one after the other:"
+        ]
+        + [
+            f"    B's batches of {b['batch']}: alone p50 {b['alone_p50_ms']} ms, p99 "
+            f"{b['alone_p99_ms']} ms; flooded p50 {b['flooded_p50_ms']} ms, p99 "
+            f"{b['flooded_p99_ms']} ms: p99 {b['p99_ratio']:.2f}× alone"
+            for b in fair["b"]
+        ]
+        if fair
+        else []
+    )
     one_lines = (
         [
             f"(d) one-item SignBatch: {one['appliance_us_per_call']} µs server CPU per call "
@@ -403,5 +445,6 @@ def _report(f: dict[str, Any]) -> str:
             f"ratio (b)/(a): {f['ratio']:.2f}",
             *stream_lines,
             *one_lines,
+            *fair_lines,
         ]
     )

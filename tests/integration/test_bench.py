@@ -1,7 +1,8 @@
-"""``signer bench`` on a tiny load (issue 7 §7): the options its figures in docs/performance.md
-were measured with — one client connection shared by the requests in flight, repeated runs with
-their median, mutual TLS — against a real appliance it starts. Figures are not judged here
-(a benchmark, not a timed test); that the load went through is."""
+"""``signer bench`` on a tiny load (issue 7 §4, §7): the options its figures in
+docs/performance.md were measured with — one client connection shared by the requests in flight,
+repeated runs with their median, mutual TLS, the fairness phase — against a real appliance it
+starts. Figures are not judged here (a benchmark, not a timed test); that the load went through
+is."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_repeated_runs_over_one_mutual_tls_connection_sign_every_item(tmp_path: 
     done = run_cli(
         "bench", "--config", str(bench_config(tmp_path)), "--sessions", "2", "--seconds", "0.5",
         "--items", "300", "--batch", "50", "--concurrency", "3", "--connections", "1",
-        "--runs", "3", "--tls", "--json", str(figures_path),
+        "--runs", "3", "--tls", "--fairness", "5", "--json", str(figures_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     figures = json.loads(figures_path.read_text())
@@ -39,6 +40,14 @@ def test_repeated_runs_over_one_mutual_tls_connection_sign_every_item(tmp_path: 
     assert figures["runs_largest_deviation"] == pytest.approx(deviation, abs=0.002)
     assert figures["ratio"] == pytest.approx(sorted(runs)[1] / figures["raw_sig_per_s"], abs=0.002)
     assert "3 runs: " in done.stdout and "over 1 connection(s), TLS: mutual" in done.stdout
+    # (e) client B alone and while client A (another certificate) floods
+    fairness = figures["fairness"]
+    assert fairness["calls"] == 5 and fairness["flood_calls_answered"] > 0
+    assert [b["batch"] for b in fairness["b"]] == [1, 100]
+    for b in fairness["b"]:
+        assert 0 < b["alone_p50_ms"] <= b["alone_p99_ms"]
+        assert 0 < b["flooded_p50_ms"] <= b["flooded_p99_ms"]
+    assert "(e) fairness: client A flooding" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -47,7 +56,10 @@ def test_repeated_runs_over_one_mutual_tls_connection_sign_every_item(tmp_path: 
         (("--tls", "--unary-calls", "10"), "--tls measures phase (b) only"),
         (("--runs", "0"), "must be at least 1"),
         (("--connections", "0"), "must be at least 1"),
-        (("--soak-minutes", "1", "--tls"), "--tls is for the benchmark"),
+        (("--soak-minutes", "1", "--tls"), "--tls and --fairness are for the benchmark"),
+        (("--soak-minutes", "1", "--fairness", "5"), "--tls and --fairness are for the benchmark"),
+        (("--fairness", "5"), "--fairness needs --tls"),
+        (("--tls", "--fairness", "-1"), "--fairness must be 0"),
     ],
 )
 def test_contradictory_options_are_a_usage_error(
