@@ -34,6 +34,7 @@ from signer.hcert.verify import TrustedDsc, TrustStore
 from tests.independent import cose_bytes, untag
 
 if TYPE_CHECKING:
+    from signer.devtls import DevTls
     from tests.conftest import Appliance
 
 T = TypeVar("T")
@@ -396,6 +397,12 @@ def bench_config(directory: Path) -> Path:
         'key_algorithms = ["ES256"]\n[policy]\ndefault = "issuer"\n'
     )
     return config
+
+
+def mutual_tls(tls: DevTls) -> str:
+    """The ``[tls]`` section of an appliance serving these dev TLS files, client certificates
+    required."""
+    return f'[tls]\ncert = "{tls.server_cert}"\nkey = "{tls.server_key}"\nclient_ca = "{tls.ca}"\n'
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

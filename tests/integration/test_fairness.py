@@ -25,7 +25,7 @@ from signer.client import channel as tls_channel
 from signer.devtls import DevTls
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_verifies
-from tests.integration.helpers import to_json
+from tests.integration.helpers import mutual_tls, to_json
 
 A_BATCHES, A_ITEMS = 8, 1000
 
@@ -38,12 +38,7 @@ def _softhsm() -> None:
 @pytest.fixture
 def shared(tmp_path_factory: pytest.TempPathFactory, dev_tls: DevTls) -> Iterator[Appliance]:
     """A mutual-TLS appliance on which every client may issue."""
-    config = f"""
-[tls]
-cert = "{dev_tls.server_cert}"
-key = "{dev_tls.server_key}"
-client_ca = "{dev_tls.ca}"
-
+    config = f"""{mutual_tls(dev_tls)}
 [policy]
 default = "issuer"
 

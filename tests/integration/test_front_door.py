@@ -31,7 +31,7 @@ from signer.client import channel as tls_channel
 from signer.devtls import DevTls
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
 from tests.independent import hc1_verifies
-from tests.integration.helpers import TEST_PAYLOAD, stub, to_json
+from tests.integration.helpers import TEST_PAYLOAD, mutual_tls, stub, to_json
 
 SERVICE = "hcert.signer.v1.Signer"
 
@@ -44,12 +44,7 @@ def _softhsm() -> None:
 @pytest.fixture(scope="module")
 def mtls(tmp_path_factory: pytest.TempPathFactory, dev_tls: DevTls) -> Iterator[Appliance]:
     """An appliance that speaks only mutual TLS, with a policy that names two clients."""
-    config = f"""
-[tls]
-cert = "{dev_tls.server_cert}"
-key = "{dev_tls.server_key}"
-client_ca = "{dev_tls.ca}"
-
+    config = f"""{mutual_tls(dev_tls)}
 [policy]
 default = "none"
 

@@ -20,7 +20,7 @@ from signer.api.v1 import signer_pb2_grpc as pb_grpc
 from signer.client import channel as tls_channel
 from signer.devtls import DevTls
 from tests.conftest import Appliance, require_softhsm, start_appliance, stop_appliance
-from tests.integration.helpers import TEST_PAYLOAD, Samples, sample, scrape, to_json
+from tests.integration.helpers import TEST_PAYLOAD, Samples, mutual_tls, sample, scrape, to_json
 
 SIGNER = "hcert.signer.v1.Signer"
 UVCI = TEST_PAYLOAD["t"][0]["ci"]
@@ -34,12 +34,7 @@ def observed(
     """The appliance driven through the calls below, its scrape, and its log lines once it
     stopped."""
     require_softhsm()
-    config = f"""
-[tls]
-cert = "{dev_tls.server_cert}"
-key = "{dev_tls.server_key}"
-client_ca = "{dev_tls.ca}"
-
+    config = f"""{mutual_tls(dev_tls)}
 [policy]
 default = "none"
 
