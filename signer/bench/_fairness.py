@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from signer.bench._load import CHANNEL_OPTIONS, ClientPems, build_requests, open_channel
+from signer.errors import BackendError
 
 _METHOD = "/hcert.signer.v1.Signer/SignBatch"
 #: B's batch sizes: one citizen at a clinic, and an issuance system's batch.
@@ -25,8 +26,12 @@ _REFUSED_PAUSE = 0.01  # A's pause after a refusal, so that a refusal loop does 
 
 def run_paced(address: str, tls: ClientPems, blob: bytes, calls: int, out: Any) -> None:
     """Process entry point for client B: ``calls`` calls one after the other (after 20 calls of
-    warm-up); puts the sorted latencies in seconds on ``out``."""
-    out.put(asyncio.run(_paced(address, tls, blob, calls)))
+    warm-up); puts the sorted latencies in seconds on ``out``, or the status of a failed call
+    as text (B's calls are never refused by a working appliance: nothing else is measured)."""
+    try:
+        out.put(asyncio.run(_paced(address, tls, blob, calls)))
+    except grpc.aio.AioRpcError as e:
+        out.put(f"{e.code().name}: {e.details()}")
 
 
 async def _paced(address: str, tls: ClientPems, blob: bytes, calls: int) -> list[float]:
@@ -94,8 +99,10 @@ def measure_fairness(
     def b_latencies(size: int) -> list[float]:
         process = ctx.Process(target=run_paced, args=(address, b_tls, b_blobs[size], calls, out))
         process.start()
-        latencies: list[float] = out.get(timeout=600)
+        latencies: list[float] | str = out.get(timeout=600)
         process.join()
+        if isinstance(latencies, str):
+            raise BackendError(f"client B's call failed in the fairness phase: {latencies}")
         return latencies
 
     alone = {size: b_latencies(size) for size in B_BATCHES}
@@ -103,11 +110,13 @@ def measure_fairness(
     flood_out = ctx.Queue()
     a = ctx.Process(target=run_flood, args=(address, a_tls, flood[0], flood[1], stop, flood_out))
     a.start()
-    time.sleep(2.0)  # A's batches fill the queue first
-    flooded = {size: b_latencies(size) for size in B_BATCHES}
-    stop.set()
-    answered, refused, seconds = flood_out.get(timeout=600)
-    a.join()
+    try:
+        time.sleep(2.0)  # A's batches fill the queue first
+        flooded = {size: b_latencies(size) for size in B_BATCHES}
+    finally:
+        stop.set()
+        answered, refused, seconds = flood_out.get(timeout=600)
+        a.join()
     return {
         "calls": calls,
         "flood_calls_answered": answered,
