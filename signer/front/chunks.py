@@ -28,9 +28,9 @@ __all__ = [
 
 MIN_CHUNK, MAX_CHUNK = 4, 128  # items
 #: While another client has asked for signatures within SHARING_SECONDS, batches are cut into
-#: chunks of SHARED_CHUNK items (~1.5 ms of SoftHSM signing and validation on one core).
+#: chunks of SHARED_CHUNK items (~3 ms of SoftHSM signing and validation on one core).
 SHARING_SECONDS = 1.0
-SHARED_CHUNK = 16
+SHARED_CHUNK = 32
 
 
 class RecentClients:
