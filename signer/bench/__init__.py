@@ -41,6 +41,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         if args.tls or args.fairness:
             return "--tls and --fairness are for the benchmark, not --soak-minutes"
         return None
+    if args.fairness < 0:
+        return "--fairness must be 0 (skip) or a number of calls"
     if args.fairness and not args.tls:
         return "--fairness needs --tls: its two clients are told apart by their certificates"
     if args.tls and (args.unary_calls or args.stream_items):
@@ -50,6 +52,4 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         )
     if min(args.runs, args.concurrency, 1 if args.connections is None else args.connections) < 1:
         return "--runs, --concurrency and --connections must be at least 1"
-    if args.fairness < 0:
-        return "--fairness must be 0 (skip) or a number of calls"
     return None

@@ -15,10 +15,16 @@ from typing import Any
 
 import grpc
 
-from signer.bench._load import CHANNEL_OPTIONS, ClientPems, build_requests, open_channel
+from signer.bench._load import (
+    CHANNEL_OPTIONS,
+    SIGN_BATCH,
+    ClientPems,
+    build_requests,
+    open_channel,
+    percentiles,
+)
 from signer.errors import BackendError
 
-_METHOD = "/hcert.signer.v1.Signer/SignBatch"
 #: B's batch sizes: one citizen at a clinic, and an issuance system's batch.
 B_BATCHES = (1, 100)
 _REFUSED_PAUSE = 0.01  # A's pause after a refusal, so that a refusal loop does not spin
@@ -26,7 +32,7 @@ _REFUSED_PAUSE = 0.01  # A's pause after a refusal, so that a refusal loop does 
 
 def run_paced(address: str, tls: ClientPems, blob: bytes, calls: int, out: Any) -> None:
     """Process entry point for client B: ``calls`` calls one after the other (after 20 calls of
-    warm-up); puts the sorted latencies in seconds on ``out``, or the status of a failed call
+    warm-up); puts their latencies in seconds on ``out``, or the status of a failed call
     as text (B's calls are never refused by a working appliance: nothing else is measured)."""
     try:
         out.put(asyncio.run(_paced(address, tls, blob, calls)))
@@ -36,14 +42,14 @@ def run_paced(address: str, tls: ClientPems, blob: bytes, calls: int, out: Any) 
 
 async def _paced(address: str, tls: ClientPems, blob: bytes, calls: int) -> list[float]:
     async with open_channel(address, tls, CHANNEL_OPTIONS) as channel:
-        call = channel.unary_unary(_METHOD)
+        call = channel.unary_unary(SIGN_BATCH)
         latencies = []
         for n in range(20 + calls):
             sent = time.perf_counter()
             await call(blob, timeout=60)
             if n >= 20:
                 latencies.append(time.perf_counter() - sent)
-    return sorted(latencies)
+    return latencies
 
 
 def run_flood(
@@ -58,7 +64,7 @@ async def _flood(
     address: str, tls: ClientPems, blobs: list[bytes], concurrency: int, stop: Any
 ) -> tuple[int, int, float]:
     async with open_channel(address, tls, CHANNEL_OPTIONS) as channel:
-        call = channel.unary_unary(_METHOD)
+        call = channel.unary_unary(SIGN_BATCH)
         answered = refused = 0
         started = time.perf_counter()
 
@@ -78,10 +84,6 @@ async def _flood(
         return answered, refused, time.perf_counter() - started
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
-
-
 def measure_fairness(
     ctx: Any,
     address: str,
@@ -96,14 +98,14 @@ def measure_fairness(
     b_blobs = {size: build_requests(size, alg, seed=7)[0] for size in B_BATCHES}
     out = ctx.Queue()
 
-    def b_latencies(size: int) -> list[float]:
+    def b_latencies(size: int) -> dict[str, float]:
         process = ctx.Process(target=run_paced, args=(address, b_tls, b_blobs[size], calls, out))
         process.start()
         latencies: list[float] | str = out.get(timeout=600)
         process.join()
         if isinstance(latencies, str):
             raise BackendError(f"client B's call failed in the fairness phase: {latencies}")
-        return latencies
+        return percentiles(latencies)
 
     alone = {size: b_latencies(size) for size in B_BATCHES}
     stop = ctx.Event()
@@ -125,13 +127,11 @@ def measure_fairness(
         "b": [
             {
                 "batch": size,
-                "alone_p50_ms": round(percentile(alone[size], 0.5) * 1000, 1),
-                "alone_p99_ms": round(percentile(alone[size], 0.99) * 1000, 1),
-                "flooded_p50_ms": round(percentile(flooded[size], 0.5) * 1000, 1),
-                "flooded_p99_ms": round(percentile(flooded[size], 0.99) * 1000, 1),
-                "p99_ratio": round(
-                    percentile(flooded[size], 0.99) / percentile(alone[size], 0.99), 2
-                ),
+                "alone_p50_ms": alone[size]["p50"],
+                "alone_p99_ms": alone[size]["p99"],
+                "flooded_p50_ms": flooded[size]["p50"],
+                "flooded_p99_ms": flooded[size]["p99"],
+                "p99_ratio": round(flooded[size]["p99"] / alone[size]["p99"], 2),
             }
             for size in B_BATCHES
         ],

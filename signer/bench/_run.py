@@ -163,7 +163,7 @@ def run_bench(args: argparse.Namespace) -> int:
             front_cpu = _cpu_seconds(info["pids"][:1]) - cpu_before[1]
             stream = _long_stream(ctx, load.address, blobs, args, info["pids"])
             unary = _one_item_calls(ctx, load.address, info["pids"], alg, args.unary_calls)
-            fairness = _fairness(ctx, load, info, args, blobs) if args.fairness else None
+            fairness = _fairness(ctx, load, info, args, blobs, alg) if args.fairness else None
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
@@ -206,8 +206,8 @@ def _phase_b(
         "tls": "mutual" if args.tls else "none",
         "runs_certs_per_s": [round(rate) for rate in rates],
         "runs_largest_deviation": round(max(abs(r - middle) for r in rates) / middle, 3),
-        "p50_batch_ms": round(median_run["p50"] * 1000, 1),
-        "p99_batch_ms": round(median_run["p99"] * 1000, 1),
+        "p50_batch_ms": median_run["latency_ms"]["p50"],
+        "p99_batch_ms": median_run["latency_ms"]["p99"],
         "ratio": round(middle / raw, 3),
         "client_cpu_us_per_item": round(
             sum(r["client_cpu_seconds"] for r in results) / max(1, signed) * 1e6, 1
@@ -360,7 +360,12 @@ def _one_item_calls(
 
 
 def _fairness(
-    ctx: Any, load: _Load, info: dict[str, Any], args: argparse.Namespace, blobs: list[bytes]
+    ctx: Any,
+    load: _Load,
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    blobs: list[bytes],
+    alg: Alg,
 ) -> dict[str, Any]:
     """Phase (e), optional: client B's latency alone and while client A floods."""
     _say(
@@ -373,7 +378,7 @@ def _fairness(
         (info["client_tls"], info["flood_tls"]),
         (blobs, args.concurrency),
         args.fairness,
-        _ALG_PB[Alg(args.alg)],
+        _ALG_PB[alg],
     )
 
 

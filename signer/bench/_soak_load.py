@@ -10,26 +10,10 @@ import time
 from collections import Counter
 from typing import Any
 
+import grpc
+
 from signer.api.v1 import signer_pb2 as pb
-
-_METHOD = "/hcert.signer.v1.Signer/SignBatch"
-_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.use_local_subchannel_pool", 1),  # one connection per channel
-]
-
-
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    """p50, p90, p99, p99.9 and max, in milliseconds (empty input: all 0)."""
-    if not latencies:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
-    ordered = sorted(latencies)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 1)
-
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999), "max": at(1.0)}
+from signer.bench._load import CHANNEL_OPTIONS, SIGN_BATCH, open_channel, percentiles
 
 
 class _Tally:
@@ -90,8 +74,6 @@ class _Paced:
         self._limit = asyncio.Semaphore(settings["max_in_flight"])
 
     async def _one(self, number: int, scheduled: float) -> None:
-        import grpc
-
         from signer.hcert.verify import verify_hc1
 
         blob = number % len(self._blobs)
@@ -172,12 +154,10 @@ async def _trust(channel: Any) -> Any:
 async def _soak(
     address: str, blobs: list[bytes], settings: dict[str, Any], out: Any
 ) -> dict[str, Any]:
-    import grpc
-
     channels = [
-        grpc.aio.insecure_channel(address, options=_OPTIONS) for _ in range(settings["concurrency"])
+        open_channel(address, None, CHANNEL_OPTIONS) for _ in range(settings["concurrency"])
     ]
-    calls = [ch.unary_unary(_METHOD) for ch in channels]
+    calls = [ch.unary_unary(SIGN_BATCH) for ch in channels]
     for ch in channels:
         await ch.channel_ready()
     trust = await _trust(channels[0])

@@ -60,6 +60,7 @@ def test_repeated_runs_over_one_mutual_tls_connection_sign_every_item(tmp_path: 
         (("--soak-minutes", "1", "--fairness", "5"), "--tls and --fairness are for the benchmark"),
         (("--fairness", "5"), "--fairness needs --tls"),
         (("--tls", "--fairness", "-1"), "--fairness must be 0"),
+        (("--fairness", "-1"), "--fairness must be 0"),
     ],
 )
 def test_contradictory_options_are_a_usage_error(

@@ -22,7 +22,7 @@ from signer.keys.devca import DevCsca, create_dev_key
 from signer.keys.officers import ApprovalPolicy, OfficerKey
 from signer.keys.registry import KeyRegistry
 from signer.ledger.anchor import HeadKeeper
-from signer.workers.process import _Worker
+from signer.workers.process import GC_THRESHOLDS, _Worker
 from tests.officers import signed_roster
 
 
@@ -43,7 +43,7 @@ def worker_gc() -> Iterator[None]:
     """The worker's GC settings (signer.workers.process.run) for the length of a test."""
     thresholds = gc.get_threshold()
     gc.collect()
-    gc.set_threshold(50_000, 20, 10)
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         yield
     finally:
