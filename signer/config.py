@@ -54,6 +54,12 @@ class ServerConfig:
     )  # batches of a stream in flight
     # on SIGTERM: time to finish the calls in flight
     grace_seconds: float = field(default=10.0, metadata=rules(at_least(0)))
+    # calls one client connection may have open at once (HTTP/2 streams); 0 = gRPC's own
+    # default, no limit. gRPC reads a request whole before the front sees it: this bounds
+    # the front's memory against one connection's large requests.
+    max_concurrent_streams: int = field(
+        default=0, metadata=rules(between(0, 100_000, "0 = no limit"))
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,13 +66,15 @@ def start_appliance(
     key_algorithms: Sequence[str] = ("ES256", "PS256"),
     *,
     hsm_config: str = "",
+    server_config: str = "",
     env: Mapping[str, str] | None = None,
     dev_bootstrap: bool = True,
     own_session: bool = False,
 ) -> tuple[Appliance, subprocess.Popen[bytes]]:
     """Run ``signer serve`` as a real subprocess with a dev token under ``directory``; the dev
-    bootstrap creates one active key per algorithm in ``key_algorithms``. ``hsm_config`` adds
-    lines to ``[hsm]``, ``env`` to the server's environment; without ``dev_bootstrap`` the
+    bootstrap creates one active key per algorithm in ``key_algorithms``. ``hsm_config`` and
+    ``server_config`` add lines to ``[hsm]`` and ``[server]``, ``env`` to the server's
+    environment; without ``dev_bootstrap`` the
     config is a production one (``extra_config`` names the CSCA, officers, ledger, PIN). With
     ``own_session`` the front leads a process group of its own (its workers in it), which
     ``os.killpg`` ends at once, as a power cut or ``kill -9 -PGID`` would."""
@@ -85,6 +87,7 @@ def start_appliance(
 port = 0
 metrics_port = 0
 max_batch = 1000
+{server_config}
 
 [hsm]
 pin_env = ""

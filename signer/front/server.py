@@ -186,14 +186,15 @@ def _listen(config: Config, front: Front, health_servicer: Any) -> tuple[Any, in
 
     # A full batch of maximal payloads must fit in one message (plus ids and framing).
     limit = max(4 << 20, config.server.max_batch * (config.server.max_payload_bytes + 1024))
-    server = grpc.aio.server(
-        interceptors=[front.observer()],
-        options=[
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-        ],
-    )
+    options: list[tuple[str, int]] = [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+    ]
+    if config.server.max_concurrent_streams:
+        # A client's calls beyond this wait in its own gRPC library for a free stream.
+        options.append(("grpc.max_concurrent_streams", config.server.max_concurrent_streams))
+    server = grpc.aio.server(interceptors=[front.observer()], options=options)
     server.add_generic_rpc_handlers((front.handler(),))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
