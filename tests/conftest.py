@@ -74,10 +74,10 @@ def start_appliance(
     """Run ``signer serve`` as a real subprocess with a dev token under ``directory``; the dev
     bootstrap creates one active key per algorithm in ``key_algorithms``. ``hsm_config`` and
     ``server_config`` add lines to ``[hsm]`` and ``[server]``, ``env`` to the server's
-    environment; without ``dev_bootstrap`` the
-    config is a production one (``extra_config`` names the CSCA, officers, ledger, PIN). With
-    ``own_session`` the front leads a process group of its own (its workers in it), which
-    ``os.killpg`` ends at once, as a power cut or ``kill -9 -PGID`` would."""
+    environment; without ``dev_bootstrap`` the config is a production one (``extra_config``
+    names the CSCA, officers, ledger, PIN). With ``own_session`` the front leads a process
+    group of its own (its workers in it), which ``os.killpg`` ends at once, as a power cut or
+    ``kill -9 -PGID`` would."""
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "signer.toml"
     algorithms = ", ".join(f'"{a}"' for a in key_algorithms)

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from signer.api.v1 import signer_pb2 as pb
 from signer.bench._load import (
     CHANNEL_OPTIONS,
     SIGN_BATCH,
@@ -27,13 +28,15 @@ from signer.errors import BackendError
 
 #: B's batch sizes: one citizen at a clinic, and an issuance system's batch.
 B_BATCHES = (1, 100)
+_WARM_UP_CALLS = 20  # B's calls before those measured: channel, TLS session, caches
 _REFUSED_PAUSE = 0.01  # A's pause after a refusal, so that a refusal loop does not spin
 
 
 def run_paced(address: str, tls: ClientPems, blob: bytes, calls: int, out: Any) -> None:
-    """Process entry point for client B: ``calls`` calls one after the other (after 20 calls of
-    warm-up); puts their latencies in seconds on ``out``, or the status of a failed call
-    as text (B's calls are never refused by a working appliance: nothing else is measured)."""
+    """Process entry point for client B: ``calls`` calls one after the other (after
+    :data:`_WARM_UP_CALLS` of warm-up); puts their latencies in seconds on ``out``, or the
+    status of a failed call as text (B's calls are never refused by a working appliance:
+    nothing else is measured)."""
     try:
         out.put(asyncio.run(_paced(address, tls, blob, calls)))
     except grpc.aio.AioRpcError as e:
@@ -44,10 +47,10 @@ async def _paced(address: str, tls: ClientPems, blob: bytes, calls: int) -> list
     async with open_channel(address, tls, CHANNEL_OPTIONS) as channel:
         call = channel.unary_unary(SIGN_BATCH)
         latencies = []
-        for n in range(20 + calls):
+        for n in range(_WARM_UP_CALLS + calls):
             sent = time.perf_counter()
             await call(blob, timeout=60)
-            if n >= 20:
+            if n >= _WARM_UP_CALLS:
                 latencies.append(time.perf_counter() - sent)
     return latencies
 
@@ -90,7 +93,7 @@ def measure_fairness(
     tls: tuple[ClientPems, ClientPems],
     flood: tuple[list[bytes], int],
     calls: int,
-    alg: Any,
+    alg: pb.Algorithm.ValueType,
 ) -> dict[str, Any]:
     """B's latency alone and flooded, for each of :data:`B_BATCHES`; ``tls`` is (B's, A's)
     client material, ``flood`` A's request blobs and requests in flight."""

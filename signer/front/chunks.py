@@ -27,14 +27,15 @@ __all__ = [
 ]
 
 MIN_CHUNK, MAX_CHUNK = 4, 128  # items
-#: While another client has asked for signatures within SHARING_SECONDS, batches are cut into
-#: chunks of SHARED_CHUNK items (~3 ms of SoftHSM signing and validation on one core).
+#: While another client has sent a batch (any call the workers serve: SignBatch, SignStream,
+#: Reissue, Verify, SignHash) within SHARING_SECONDS, batches are cut into chunks of
+#: SHARED_CHUNK items (~3 ms of SoftHSM signing and validation on one core).
 SHARING_SECONDS = 1.0
 SHARED_CHUNK = 32
 
 
 class RecentClients:
-    """Which clients asked for signatures lately: is the appliance shared right now?"""
+    """Which clients sent the workers a batch lately: is the appliance shared right now?"""
 
     def __init__(self) -> None:
         self._asked: dict[str, float] = {}  # client → time of its latest batch
